@@ -1,0 +1,5 @@
+"""Allow ``python -m audioextract``."""
+
+from audioextract.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Names that are part of the API contract: group, version, labels, phases, error codes."""
+
+from enum import StrEnum
+
+GROUP = "audioextract.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+BATCH_KIND = "Batch"
+BATCH_PLURAL = "batches"
+JOB_KIND = "ExtractionJob"
+JOB_PLURAL = "extractionjobs"
+CATEGORY = "audioextract"
+
+LABEL_BATCH = f"{GROUP}/batch"
+LABEL_JOB = f"{GROUP}/job"
+ANNOTATION_RETRY_FAILED = f"{GROUP}/retry-failed"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+# The largest Batch the CRD admits. Each job costs its spec (in the object and in
+# kubectl's and kopf's annotations) plus one status entry; 500 keeps a full Batch
+# well under etcd's ~1.5 MiB object limit.
+MAX_JOBS_PER_BATCH = 500
+
+
+class JobPhase(StrEnum):
+    """Phase of an ExtractionJob."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class BatchPhase(StrEnum):
+    """Phase of a Batch."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes reported in ``status.error.code`` (documented in docs/errors.md)."""
+
+    INVALID_SPEC = "InvalidSpec"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    SOURCE_UNREACHABLE = "SourceUnreachable"
+    SOURCE_FORBIDDEN = "SourceForbidden"
+    NO_AUDIO_STREAM = "NoAudioStream"
+    DECODE_FAILED = "DecodeFailed"
+    ENCODE_FAILED = "EncodeFailed"
+    OUTPUT_WRITE_FAILED = "OutputWriteFailed"
+    TIMEOUT = "Timeout"
+    INPUT_TOO_LARGE = "InputTooLarge"
+    WORKER_CRASHED = "WorkerCrashed"
+    CANCELLED = "Cancelled"
+
+
+class Format(StrEnum):
+    """Output formats."""
+
+    MP3 = "mp3"
+    AAC = "aac"
+    M4A = "m4a"
+    FLAC = "flac"
+    WAV = "wav"
+    OPUS = "opus"
+    OGG = "ogg"
+    ALAC = "alac"
+
+
+class Quality(StrEnum):
+    """Codec-appropriate quality presets."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Priority(StrEnum):
+    """Admission priority of an ExtractionJob."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class WebhookEvent(StrEnum):
+    """Webhook event types."""
+
+    JOB_STARTED = "job.started"
+    JOB_COMPLETED = "job.completed"
+    JOB_FAILED = "job.failed"
+    BATCH_COMPLETED = "batch.completed"

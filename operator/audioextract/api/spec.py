@@ -1,0 +1,444 @@
+"""Spec models for ExtractionJob and Batch (DESIGN §2).
+
+Fields carry no defaults in the schema on purpose: a Batch's ``defaults`` are merged
+under each job by the operator, and a default filled in by the API server would always
+win over them. Effective defaults live in :mod:`audioextract.api.defaults` and each
+field's description states its default.
+"""
+
+from typing import Annotated, Self
+
+from pydantic import Field, StringConstraints, WithJsonSchema, model_validator
+
+from audioextract.api.base import DNS_LABEL, DNS_SUBDOMAIN, HTTP_URL, Model, cel, rules
+from audioextract.api.constants import MAX_JOBS_PER_BATCH, Format, Priority, Quality, WebhookEvent
+
+LOSSLESS = (Format.FLAC, Format.WAV, Format.ALAC)
+SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+TAG_KEY = r"^[a-z][a-z0-9_]{0,63}$"
+JOB_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+
+ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+def _relative_path_ok(path: str) -> bool:
+    return not path.startswith("/") and ".." not in path.split("/")
+
+
+RELATIVE_PATH_RULES = rules(
+    cel("!self.startsWith('/')", "must be a relative path (no leading '/')"),
+    cel("!self.matches('(^|/)[.][.](/|$)')", "must not contain '..' segments"),
+)
+
+
+class SecretKeyRef(Model):
+    """A key in a Kubernetes Secret in the object's namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret.")
+    key: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key in the Secret. Default: secret.",
+    )
+
+
+class SecretRef(Model):
+    """A Kubernetes Secret in the object's namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret.")
+
+
+class VolumeFile(Model):
+    """A file on a PersistentVolumeClaim in the object's namespace."""
+
+    claim_name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim."
+    )
+    path: Annotated[
+        str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, **RELATIVE_PATH_RULES})
+    ] = Field(description="Path of the file inside the volume, relative to its root.")
+
+    @model_validator(mode="after")
+    def _check_path(self) -> Self:
+        if not self.path or not _relative_path_ok(self.path):
+            raise ValueError("path: must be a relative path without '..' segments")
+        return self
+
+
+class S3Options(Model):
+    """How to reach an S3-compatible object store."""
+
+    endpoint: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=HTTP_URL,
+        description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
+    )
+    region: str | None = Field(
+        default=None, max_length=64, description="Region. Default: the operator's setting."
+    )
+    credentials_secret: SecretRef | None = Field(
+        default=None,
+        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(and optionally AWS_SESSION_TOKEN). Default: the operator's configured Secret.",
+    )
+
+
+class Source(Model):
+    """The source video: exactly one of url or volume."""
+
+    model_config = {
+        "json_schema_extra": rules(
+            cel("has(self.url) != has(self.volume)", "source: exactly one of url or volume must be set"),
+            cel(
+                "!has(self.s3) || (has(self.url) && self.url.startsWith('s3://'))",
+                "source.s3 applies only to s3:// URLs",
+            ),
+        )
+    }
+
+    url: str | None = Field(
+        default=None,
+        max_length=4096,
+        pattern=r"^(https?://|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/)[^\s]+$",
+        description="http://, https:// or s3://bucket/key URL of the source video.",
+    )
+    volume: VolumeFile | None = Field(
+        default=None, description="A file on a PersistentVolumeClaim (the upload case)."
+    )
+    s3: S3Options | None = Field(default=None, description="Endpoint, region and credentials for an s3:// URL.")
+    audio_track: int | None = Field(
+        default=None, ge=0, le=63, description="Index among the source's audio streams. Default: 0."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.url is None) == (self.volume is None):
+            raise ValueError("source: exactly one of url or volume must be set")
+        if self.s3 is not None and not (self.url or "").startswith("s3://"):
+            raise ValueError("source.s3 applies only to s3:// URLs")
+        return self
+
+
+class S3Destination(Model):
+    """An S3-compatible bucket."""
+
+    bucket: str = Field(
+        min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket name."
+    )
+    prefix: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^[^/\s][^\s]*$",
+        description="Key prefix; the output's filename is appended. Default: none.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=HTTP_URL,
+        description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
+    )
+    region: str | None = Field(default=None, max_length=64, description="Region. Default: the operator's setting.")
+    credentials_secret: SecretRef | None = Field(
+        default=None,
+        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(and optionally AWS_SESSION_TOKEN). Default: the operator's configured Secret.",
+    )
+
+
+class VolumeDirectory(Model):
+    """A directory on a PersistentVolumeClaim in the object's namespace."""
+
+    claim_name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim."
+    )
+    path: Annotated[
+        str | None, WithJsonSchema({"type": "string", "maxLength": 1024, **RELATIVE_PATH_RULES})
+    ] = Field(default=None, description="Directory inside the volume, relative to its root. Default: the root.")
+
+    @model_validator(mode="after")
+    def _check_path(self) -> Self:
+        if self.path and not _relative_path_ok(self.path):
+            raise ValueError("path: must be a relative path without '..' segments")
+        return self
+
+
+class Destination(Model):
+    """Where the audio file goes: exactly one of s3, volume or url."""
+
+    model_config = {
+        "json_schema_extra": rules(
+            cel(
+                "(has(self.s3) ? 1 : 0) + (has(self.volume) ? 1 : 0) + (has(self.url) ? 1 : 0) == 1",
+                "destination: exactly one of s3, volume or url must be set",
+            )
+        )
+    }
+
+    s3: S3Destination | None = Field(default=None, description="An S3-compatible bucket.")
+    volume: VolumeDirectory | None = Field(default=None, description="A directory on a PersistentVolumeClaim.")
+    url: str | None = Field(
+        default=None,
+        max_length=4096,
+        pattern=HTTP_URL,
+        description="A presigned HTTP PUT URL; the file is uploaded with one PUT.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if sum(x is not None for x in (self.s3, self.volume, self.url)) != 1:
+            raise ValueError("destination: exactly one of s3, volume or url must be set")
+        return self
+
+
+class Loudness(Model):
+    """EBU R128 loudness targets for normalisation."""
+
+    integrated_lufs: float | None = Field(
+        default=None, ge=-70, le=-5, description="Integrated loudness target in LUFS. Default: -23 (EBU R128)."
+    )
+    true_peak_db: float | None = Field(
+        default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1."
+    )
+    lra: float | None = Field(default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7.")
+
+
+TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY)]
+TagValue = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class Output(Model):
+    """The audio file to produce."""
+
+    model_config = {
+        "json_schema_extra": rules(
+            cel("!(has(self.quality) && has(self.bitrate))", "output: set quality or bitrate, not both"),
+            cel(
+                "!has(self.bitrate) || !has(self.format) || !(self.format in ['flac', 'wav', 'alac'])",
+                "output.bitrate does not apply to lossless formats (flac, wav, alac)",
+            ),
+            cel(
+                "!has(self.channels) || !has(self.format) || self.format != 'mp3' || self.channels <= 2",
+                "output.channels: mp3 supports at most 2 channels",
+            ),
+        )
+    }
+
+    format: Format | None = Field(default=None, description="Audio format. Default: mp3.")
+    quality: Quality | None = Field(
+        default=None,
+        description="Codec-appropriate VBR preset (low, medium, high); not with bitrate. "
+        "Default: medium. Ignored for lossless formats.",
+    )
+    bitrate: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]{0,3}k$",
+        description='Constant target bitrate such as "192k"; not with quality.',
+    )
+    sample_rate: int | None = Field(
+        default=None,
+        json_schema_extra={"enum": list(SAMPLE_RATES)},
+        description="Sample rate in Hz. Default: the source's (opus: 48000).",
+    )
+    channels: int | None = Field(default=None, ge=1, le=8, description="Channel count. Default: the source's.")
+    normalize: bool | None = Field(
+        default=None, description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false."
+    )
+    loudness: Loudness | None = Field(default=None, description="Loudness targets used when normalize is true.")
+    start_seconds: float | None = Field(
+        default=None, ge=0, description="Trim: start this many seconds into the source. Default: 0."
+    )
+    duration_seconds: float | None = Field(
+        default=None, gt=0, description="Trim: keep at most this many seconds. Default: to the end."
+    )
+    filename: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$",
+        description="Output file name without directory; the format's extension is added when missing. "
+        "Default: the ExtractionJob's name.",
+    )
+    tags: dict[TagKey, TagValue] | None = Field(
+        default=None,
+        max_length=32,
+        json_schema_extra=rules(
+            cel("self.all(k, k.matches('^[a-z][a-z0-9_]{0,63}$'))", "output.tags: keys must match ^[a-z][a-z0-9_]{0,63}$")
+        ),
+        description="Metadata tags written into the file (title, artist, album, date, genre, comment, ...).",
+    )
+    destination: Destination | None = Field(
+        default=None, description="Where the file goes. Default: the operator's default destination."
+    )
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        if self.quality is not None and self.bitrate is not None:
+            raise ValueError("output: set quality or bitrate, not both")
+        if self.bitrate is not None and self.format in LOSSLESS:
+            raise ValueError("output.bitrate does not apply to lossless formats (flac, wav, alac)")
+        if self.channels is not None and self.format == Format.MP3 and self.channels > 2:
+            raise ValueError("output.channels: mp3 supports at most 2 channels")
+        if self.sample_rate is not None and self.sample_rate not in SAMPLE_RATES:
+            raise ValueError(f"output.sampleRate: must be one of {', '.join(map(str, SAMPLE_RATES))}")
+        return self
+
+
+class Resources(Model):
+    """Compute resources of the worker container, as in a Pod's container spec."""
+
+    requests: dict[ResourceName, Quantity] | None = Field(
+        default=None, description="Minimum resources, for example cpu: 500m, memory: 256Mi."
+    )
+    limits: dict[ResourceName, Quantity] | None = Field(
+        default=None, description="Maximum resources, for example cpu: 1, memory: 1Gi."
+    )
+
+
+class Webhook(Model):
+    """Where to post signed Standard Webhooks events."""
+
+    url: str = Field(max_length=2048, pattern=HTTP_URL, description="Receiver URL (http or https).")
+    secret_ref: SecretKeyRef = Field(
+        description="Secret key holding the signing secret(s): whsec_... values, space-separated to rotate."
+    )
+    events: list[WebhookEvent] | None = Field(
+        default=None,
+        max_length=4,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Event types to send. Default: job.completed, job.failed and batch.completed.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_events(self) -> Self:
+        if self.events is not None and len(set(self.events)) != len(self.events):
+            raise ValueError("webhook.events: each event type may appear only once")
+        return self
+
+
+class JobTemplate(Model):
+    """What is common to a standalone ExtractionJob and an item of a Batch."""
+
+    source: Source = Field(description="The source video.")
+    output: Output | None = Field(default=None, description="The audio file to produce.")
+    priority: Priority | None = Field(
+        default=None, description="Admission priority (high, normal, low). Default: the Batch's, else normal."
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=604800, description="Time limit of one attempt, in seconds. Default: 3600."
+    )
+    retries: int | None = Field(
+        default=None, ge=0, le=10, description="Retries after a transient failure. Default: 2."
+    )
+    resources: Resources | None = Field(
+        default=None, description="Worker container resources. Default: the operator's setting."
+    )
+
+
+class BatchJob(JobTemplate):
+    """One job of a Batch."""
+
+    name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=JOB_NAME,
+        description="Name, unique in the Batch; the ExtractionJob is named <batch>-<name>. "
+        "Default: the job's index in the list.",
+    )
+
+
+class ExtractionJobSpec(JobTemplate):
+    """Desired state of an ExtractionJob."""
+
+    webhook: Webhook | None = Field(
+        default=None, description="Webhook for a standalone job; a Batch's children use the Batch's."
+    )
+    queue_name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Kueue LocalQueue; when set, Kueue decides when the job runs.",
+    )
+
+
+class JobDefaults(Model):
+    """Values merged under every job of a Batch; a job's own values win."""
+
+    output: Output | None = Field(default=None, description="Output settings merged under each job's.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=604800, description="Time limit of one attempt, in seconds."
+    )
+    retries: int | None = Field(default=None, ge=0, le=10, description="Retries after a transient failure.")
+    resources: Resources | None = Field(default=None, description="Worker container resources.")
+
+
+class FailurePolicy(Model):
+    """When a Batch gives up."""
+
+    max_failed_jobs: int | None = Field(
+        default=None,
+        ge=0,
+        description="Once more jobs than this have failed, no further job is started, queued jobs end "
+        "as Cancelled, and the Batch fails. Default: unlimited.",
+    )
+
+
+class BatchSpec(Model):
+    """Desired state of a Batch."""
+
+    model_config = {
+        "json_schema_extra": rules(
+            cel(
+                "self.jobs.all(j, !has(j.name) || self.jobs.exists_one(k, has(k.name) && k.name == j.name))",
+                "jobs: names must be unique within the batch",
+                ".jobs",
+            )
+        )
+    }
+
+    jobs: list[BatchJob] = Field(
+        min_length=1, max_length=MAX_JOBS_PER_BATCH, description="The extraction jobs of this batch."
+    )
+    defaults: JobDefaults | None = Field(default=None, description="Values merged under every job.")
+    parallelism: int | None = Field(
+        default=None, ge=1, le=1000, description="Most jobs of this batch running at once. Default: no batch limit."
+    )
+    webhook: Webhook | None = Field(default=None, description="Where to post events about this batch.")
+    failure_policy: FailurePolicy | None = Field(default=None, description="When the batch gives up.")
+    suspend: bool | None = Field(
+        default=None, description="While true, no new job starts; running ones finish. Default: false."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the finished Batch after this many seconds. Default: never."
+    )
+    priority: Priority | None = Field(
+        default=None, description="Admission priority of jobs that set none. Default: normal."
+    )
+    queue_name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Kueue LocalQueue; when set, Kueue decides when the jobs run.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        seen: set[str] = set()
+        for job in self.jobs:
+            if job.name is None:
+                continue
+            if job.name in seen:
+                raise ValueError(f"jobs: names must be unique within the batch ({job.name!r} repeats)")
+            seen.add(job.name)
+        return self

@@ -1,0 +1,30 @@
+"""The ``audio-extract`` command: one subcommand per module, imported only when used."""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module with add_arguments/run, help). A new subcommand is one line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "crds": ("audioextract.api.crd", "print, write or check the generated CRDs"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one subcommand; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="audio-extract", description="Turn video into audio at scale.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Only the chosen subcommand's module is imported: the worker starts fast and
+    # never loads the operator's dependencies.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sp)
+            sp.set_defaults(_run=module.run)
+    args = parser.parse_args(argv)
+    rc: int = args._run(args)
+    return rc
