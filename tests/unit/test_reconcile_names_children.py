@@ -77,3 +77,17 @@ def test_batch_label_is_hashed_for_long_batch_names():
     (child,) = desired_children(ref, spec("a"))
     value = child["metadata"]["labels"][LABEL_BATCH]
     assert len(value) <= 63 and DNS_LABEL.match(value)
+
+
+def test_merge_patch():
+    from audioextract.reconcile.patch import merge_patch
+
+    old = {"phase": "Failed", "error": {"code": "X"}, "result": {"a": 1, "b": 2}, "n": 1}
+    new = {"phase": "Queued", "result": {"a": 1}, "n": 1, "conditions": [1]}
+    assert merge_patch(old, new) == {
+        "phase": "Queued",
+        "error": None,
+        "result": {"b": None},
+        "conditions": [1],
+    }
+    assert merge_patch(new, new) == {}
