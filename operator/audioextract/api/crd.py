@@ -53,16 +53,22 @@ def _clean(node: Any) -> Any:
         if len(rest) == 1:
             inner = rest[0]
             merged = {**inner, **{k: v for k, v in node.items() if k != "x-kubernetes-validations"}}
-            rules = inner.get("x-kubernetes-validations", []) + node.get("x-kubernetes-validations", [])
+            rules = inner.get("x-kubernetes-validations", []) + node.get(
+                "x-kubernetes-validations", []
+            )
             if rules:
                 merged["x-kubernetes-validations"] = rules
             node = merged
         else:
             node["anyOf"] = rest
-    if isinstance(node.get("exclusiveMinimum"), int | float) and not isinstance(node["exclusiveMinimum"], bool):
+    if isinstance(node.get("exclusiveMinimum"), int | float) and not isinstance(
+        node["exclusiveMinimum"], bool
+    ):
         node["minimum"] = node.pop("exclusiveMinimum")
         node["exclusiveMinimum"] = True
-    if isinstance(node.get("exclusiveMaximum"), int | float) and not isinstance(node["exclusiveMaximum"], bool):
+    if isinstance(node.get("exclusiveMaximum"), int | float) and not isinstance(
+        node["exclusiveMaximum"], bool
+    ):
         node["maximum"] = node.pop("exclusiveMaximum")
         node["exclusiveMaximum"] = True
     if node.get("additionalProperties") is False:
@@ -82,13 +88,18 @@ def openapi_schema(model: type[BaseModel]) -> Schema:
     return schema
 
 
-def _root_schema(kind: str, spec: type[BaseModel], status: type[BaseModel], description: str) -> Schema:
+def _root_schema(
+    kind: str, spec: type[BaseModel], status: type[BaseModel], description: str
+) -> Schema:
     return {
         "type": "object",
         "description": description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "API version: audioextract.dev/v1alpha1."},
+            "apiVersion": {
+                "type": "string",
+                "description": "API version: audioextract.dev/v1alpha1.",
+            },
             "kind": {"type": "string", "description": f"Kind: {kind}."},
             "metadata": {"type": "object", "description": "Standard object metadata."},
             "spec": openapi_schema(spec),
@@ -144,7 +155,10 @@ def _crd(
 def batch_crd() -> Schema:
     """The Batch CustomResourceDefinition."""
     schema = _root_schema(
-        c.BATCH_KIND, BatchSpec, BatchStatus, "A Batch: a list of audio extraction jobs and an optional webhook."
+        c.BATCH_KIND,
+        BatchSpec,
+        BatchStatus,
+        "A Batch: a list of audio extraction jobs and an optional webhook.",
     )
     columns = [
         _column("Phase", ".status.phase", description="Phase of the batch."),
@@ -212,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
     if args.check is not None:
         stale = check(args.check)
         for path in stale:
-            print(f"{path}: differs from the models; run `audio-extract crds --write {args.check}`", file=sys.stderr)
+            print(
+                f"{path}: differs from the models; run `audio-extract crds --write {args.check}`",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     if args.write is not None:
         args.write.mkdir(parents=True, exist_ok=True)

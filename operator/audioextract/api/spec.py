@@ -67,7 +67,10 @@ class VolumeFile(Model):
         max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim."
     )
     path: Annotated[
-        str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, **RELATIVE_PATH_RULES})
+        str,
+        WithJsonSchema(
+            {"type": "string", "minLength": 1, "maxLength": 1024, **RELATIVE_PATH_RULES}
+        ),
     ] = Field(description="Path of the file inside the volume, relative to its root.")
 
     @model_validator(mode="after")
@@ -101,7 +104,10 @@ class Source(Model):
 
     model_config = {
         "json_schema_extra": rules(
-            cel("has(self.url) != has(self.volume)", "source: exactly one of url or volume must be set"),
+            cel(
+                "has(self.url) != has(self.volume)",
+                "source: exactly one of url or volume must be set",
+            ),
             cel(
                 "!has(self.s3) || (has(self.url) && self.url.startsWith('s3://'))",
                 "source.s3 applies only to s3:// URLs",
@@ -118,7 +124,9 @@ class Source(Model):
     volume: VolumeFile | None = Field(
         default=None, description="A file on a PersistentVolumeClaim (the upload case)."
     )
-    s3: S3Options | None = Field(default=None, description="Endpoint, region and credentials for an s3:// URL.")
+    s3: S3Options | None = Field(
+        default=None, description="Endpoint, region and credentials for an s3:// URL."
+    )
     audio_track: int | None = Field(
         default=None, ge=0, le=63, description="Index among the source's audio streams. Default: 0."
     )
@@ -136,7 +144,10 @@ class S3Destination(Model):
     """An S3-compatible bucket."""
 
     bucket: str = Field(
-        min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket name."
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket name.",
     )
     prefix: str | None = Field(
         default=None,
@@ -150,7 +161,9 @@ class S3Destination(Model):
         pattern=HTTP_URL,
         description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
     )
-    region: str | None = Field(default=None, max_length=64, description="Region. Default: the operator's setting.")
+    region: str | None = Field(
+        default=None, max_length=64, description="Region. Default: the operator's setting."
+    )
     credentials_secret: SecretRef | None = Field(
         default=None,
         description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -166,7 +179,10 @@ class VolumeDirectory(Model):
     )
     path: Annotated[
         str | None, WithJsonSchema({"type": "string", "maxLength": 1024, **RELATIVE_PATH_RULES})
-    ] = Field(default=None, description="Directory inside the volume, relative to its root. Default: the root.")
+    ] = Field(
+        default=None,
+        description="Directory inside the volume, relative to its root. Default: the root.",
+    )
 
     @model_validator(mode="after")
     def _check_path(self) -> Self:
@@ -188,7 +204,9 @@ class Destination(Model):
     }
 
     s3: S3Destination | None = Field(default=None, description="An S3-compatible bucket.")
-    volume: VolumeDirectory | None = Field(default=None, description="A directory on a PersistentVolumeClaim.")
+    volume: VolumeDirectory | None = Field(
+        default=None, description="A directory on a PersistentVolumeClaim."
+    )
     url: str | None = Field(
         default=None,
         max_length=4096,
@@ -207,12 +225,17 @@ class Loudness(Model):
     """EBU R128 loudness targets for normalisation."""
 
     integrated_lufs: float | None = Field(
-        default=None, ge=-70, le=-5, description="Integrated loudness target in LUFS. Default: -23 (EBU R128)."
+        default=None,
+        ge=-70,
+        le=-5,
+        description="Integrated loudness target in LUFS. Default: -23 (EBU R128).",
     )
     true_peak_db: float | None = Field(
         default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1."
     )
-    lra: float | None = Field(default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7.")
+    lra: float | None = Field(
+        default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7."
+    )
 
 
 TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY)]
@@ -224,7 +247,10 @@ class Output(Model):
 
     model_config = {
         "json_schema_extra": rules(
-            cel("!(has(self.quality) && has(self.bitrate))", "output: set quality or bitrate, not both"),
+            cel(
+                "!(has(self.quality) && has(self.bitrate))",
+                "output: set quality or bitrate, not both",
+            ),
             cel(
                 "!has(self.bitrate) || !has(self.format) || !(self.format in ['flac', 'wav', 'alac'])",
                 "output.bitrate does not apply to lossless formats (flac, wav, alac)",
@@ -252,11 +278,16 @@ class Output(Model):
         json_schema_extra={"enum": list(SAMPLE_RATES)},
         description="Sample rate in Hz. Default: the source's (opus: 48000).",
     )
-    channels: int | None = Field(default=None, ge=1, le=8, description="Channel count. Default: the source's.")
-    normalize: bool | None = Field(
-        default=None, description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false."
+    channels: int | None = Field(
+        default=None, ge=1, le=8, description="Channel count. Default: the source's."
     )
-    loudness: Loudness | None = Field(default=None, description="Loudness targets used when normalize is true.")
+    normalize: bool | None = Field(
+        default=None,
+        description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false.",
+    )
+    loudness: Loudness | None = Field(
+        default=None, description="Loudness targets used when normalize is true."
+    )
     start_seconds: float | None = Field(
         default=None, ge=0, description="Trim: start this many seconds into the source. Default: 0."
     )
@@ -274,12 +305,16 @@ class Output(Model):
         default=None,
         max_length=32,
         json_schema_extra=rules(
-            cel("self.all(k, k.matches('^[a-z][a-z0-9_]{0,63}$'))", "output.tags: keys must match ^[a-z][a-z0-9_]{0,63}$")
+            cel(
+                "self.all(k, k.matches('^[a-z][a-z0-9_]{0,63}$'))",
+                "output.tags: keys must match ^[a-z][a-z0-9_]{0,63}$",
+            )
         ),
         description="Metadata tags written into the file (title, artist, album, date, genre, comment, ...).",
     )
     destination: Destination | None = Field(
-        default=None, description="Where the file goes. Default: the operator's default destination."
+        default=None,
+        description="Where the file goes. Default: the operator's default destination.",
     )
 
     @model_validator(mode="after")
@@ -291,7 +326,9 @@ class Output(Model):
         if self.channels is not None and self.format == Format.MP3 and self.channels > 2:
             raise ValueError("output.channels: mp3 supports at most 2 channels")
         if self.sample_rate is not None and self.sample_rate not in SAMPLE_RATES:
-            raise ValueError(f"output.sampleRate: must be one of {', '.join(map(str, SAMPLE_RATES))}")
+            raise ValueError(
+                f"output.sampleRate: must be one of {', '.join(map(str, SAMPLE_RATES))}"
+            )
         return self
 
 
@@ -333,10 +370,14 @@ class JobTemplate(Model):
     source: Source = Field(description="The source video.")
     output: Output | None = Field(default=None, description="The audio file to produce.")
     priority: Priority | None = Field(
-        default=None, description="Admission priority (high, normal, low). Default: the Batch's, else normal."
+        default=None,
+        description="Admission priority (high, normal, low). Default: the Batch's, else normal.",
     )
     timeout_seconds: int | None = Field(
-        default=None, ge=1, le=604800, description="Time limit of one attempt, in seconds. Default: 3600."
+        default=None,
+        ge=1,
+        le=604800,
+        description="Time limit of one attempt, in seconds. Default: 3600.",
     )
     retries: int | None = Field(
         default=None, ge=0, le=10, description="Retries after a transient failure. Default: 2."
@@ -362,7 +403,8 @@ class ExtractionJobSpec(JobTemplate):
     """Desired state of an ExtractionJob."""
 
     webhook: Webhook | None = Field(
-        default=None, description="Webhook for a standalone job; a Batch's children use the Batch's."
+        default=None,
+        description="Webhook for a standalone job; a Batch's children use the Batch's.",
     )
     queue_name: str | None = Field(
         default=None,
@@ -375,11 +417,15 @@ class ExtractionJobSpec(JobTemplate):
 class JobDefaults(Model):
     """Values merged under every job of a Batch; a job's own values win."""
 
-    output: Output | None = Field(default=None, description="Output settings merged under each job's.")
+    output: Output | None = Field(
+        default=None, description="Output settings merged under each job's."
+    )
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=604800, description="Time limit of one attempt, in seconds."
     )
-    retries: int | None = Field(default=None, ge=0, le=10, description="Retries after a transient failure.")
+    retries: int | None = Field(
+        default=None, ge=0, le=10, description="Retries after a transient failure."
+    )
     resources: Resources | None = Field(default=None, description="Worker container resources.")
 
 
@@ -408,19 +454,31 @@ class BatchSpec(Model):
     }
 
     jobs: list[BatchJob] = Field(
-        min_length=1, max_length=MAX_JOBS_PER_BATCH, description="The extraction jobs of this batch."
+        min_length=1,
+        max_length=MAX_JOBS_PER_BATCH,
+        description="The extraction jobs of this batch.",
     )
     defaults: JobDefaults | None = Field(default=None, description="Values merged under every job.")
     parallelism: int | None = Field(
-        default=None, ge=1, le=1000, description="Most jobs of this batch running at once. Default: no batch limit."
+        default=None,
+        ge=1,
+        le=1000,
+        description="Most jobs of this batch running at once. Default: no batch limit.",
     )
-    webhook: Webhook | None = Field(default=None, description="Where to post events about this batch.")
-    failure_policy: FailurePolicy | None = Field(default=None, description="When the batch gives up.")
+    webhook: Webhook | None = Field(
+        default=None, description="Where to post events about this batch."
+    )
+    failure_policy: FailurePolicy | None = Field(
+        default=None, description="When the batch gives up."
+    )
     suspend: bool | None = Field(
-        default=None, description="While true, no new job starts; running ones finish. Default: false."
+        default=None,
+        description="While true, no new job starts; running ones finish. Default: false.",
     )
     ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, description="Delete the finished Batch after this many seconds. Default: never."
+        default=None,
+        ge=0,
+        description="Delete the finished Batch after this many seconds. Default: never.",
     )
     priority: Priority | None = Field(
         default=None, description="Admission priority of jobs that set none. Default: normal."
@@ -439,6 +497,8 @@ class BatchSpec(Model):
             if job.name is None:
                 continue
             if job.name in seen:
-                raise ValueError(f"jobs: names must be unique within the batch ({job.name!r} repeats)")
+                raise ValueError(
+                    f"jobs: names must be unique within the batch ({job.name!r} repeats)"
+                )
             seen.add(job.name)
         return self
