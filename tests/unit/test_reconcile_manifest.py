@@ -54,6 +54,7 @@ def test_volumes_task_and_env():
     c = container(m)
     mounts = {v["mountPath"]: v.get("readOnly", False) for v in c["volumeMounts"]}
     assert mounts == {"/tmp": False, "/volumes/in": True, "/volumes/out": False}
+    assert c["args"] == ["--volume=in=/volumes/in", "--volume=out=/volumes/out"]
     env = {e["name"]: e for e in c["env"]}
     task = json.loads(env["AUDIOEXTRACT_TASK"]["value"])
     assert task["source"]["volume"]["claimName"] == "in" and task["name"] == "ej"

@@ -211,6 +211,9 @@ def job_manifest(
         "image": config.image,
         "imagePullPolicy": config.pull_policy,
         "command": list(config.command),
+        # Each claim's mount point named explicitly (the worker's default is the same
+        # path), so the mapping is visible in the Pod spec.
+        "args": [f"--volume={claim}={VOLUMES_ROOT}/{claim}" for claim in sorted(claims)],
         "env": _env(task, config),
         "resources": _resources(spec, config),
         "volumeMounts": mounts,

@@ -1,0 +1,57 @@
+"""Runs ``audio-extract operator`` as a subprocess against the envtest control plane."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from tests.support.controlplane import ControlPlane
+
+
+class OperatorProcess:
+    """The real operator command, one namespace, its log kept in a file for failures."""
+
+    def __init__(self, cp: ControlPlane, namespace: str, env: dict[str, str], standalone: bool = True) -> None:
+        self.cp, self.namespace, self.extra_env, self.standalone = cp, namespace, env, standalone
+        self.log_path = Path(tempfile.mkstemp(prefix="operator-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "OperatorProcess":
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cp.kubeconfig),
+            "AUDIOEXTRACT_WORKER_IMAGE": "audio-extract-worker:test",
+            "AUDIOEXTRACT_RESYNC_SECONDS": "1",
+            **self.extra_env,
+        }
+        argv = [sys.executable, "-m", "audioextract", "operator", "--namespace", self.namespace]
+        if self.standalone:
+            argv.append("--standalone")
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> "OperatorProcess":
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+        if et is not None:
+            sys.stderr.write(f"--- operator log ---\n{self.log()[-20000:]}\n")
