@@ -1,6 +1,8 @@
 """The fake kubelet with the real Job controller: what the operator will rely on."""
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes.client
@@ -179,11 +181,43 @@ def test_active_deadline_kills_the_process(jobs: Jobs, kubelet: FakeKubelet) -> 
     wait_for(lambda: jobs.pods("slow") == [], what="the Pod to be deleted")
 
 
+def disrupt_by_hand(jobs: Jobs, name: str) -> None:
+    """What eviction does: a DisruptionTarget condition, then a graceful delete.
+
+    lastTransitionTime matters: without it the disruption controller treats the
+    condition as stale at once and flips it to False before the Job controller sees it.
+    """
+    condition = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "EvictionByEvictionAPI",
+        "message": "Eviction API: evicting",
+        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    jobs.core.patch_namespaced_pod_status(
+        name, jobs.namespace, {"status": {"conditions": [condition]}}
+    )
+    jobs.core.delete_namespaced_pod(name, jobs.namespace)
+
+
+def disrupt_by_eviction_api(jobs: Jobs, name: str) -> None:
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": jobs.namespace},
+    }
+    # The response is a Status, which the generated client cannot read as an Eviction.
+    jobs.core.create_namespaced_pod_eviction(name, jobs.namespace, eviction, _preload_content=False)
+
+
+@pytest.mark.parametrize(
+    "disrupt", [disrupt_by_hand, disrupt_by_eviction_api], ids=["by-hand", "eviction-api"]
+)
 def test_disruption_does_not_count_toward_backoff_limit(
-    jobs: Jobs, kubelet: FakeKubelet, namespace: str
+    jobs: Jobs, kubelet: FakeKubelet, disrupt: Callable[[Jobs, str], None]
 ) -> None:
-    # The first Pod marks the shared volume and sleeps until evicted; its replacement
-    # finds the mark and succeeds.
+    # The first Pod marks the shared volume and sleeps until disrupted; its replacement
+    # finds the mark and succeeds. backoffLimit 0: a counted failure would fail the Job.
     manifest = job_manifest(
         "evicted",
         "if [ -e /data/started ]; then exit 0; fi; touch /data/started; exec sleep 60",
@@ -202,26 +236,11 @@ def test_disruption_does_not_count_toward_backoff_limit(
         lambda: (kubelet.volume_dir("shared") / "started").exists(), what="the first run to start"
     )
 
-    # What eviction does: the DisruptionTarget condition, then a graceful delete.
-    jobs.core.patch_namespaced_pod_status(
-        first_name,
-        namespace,
-        {
-            "status": {
-                "conditions": [
-                    {
-                        "type": "DisruptionTarget",
-                        "status": "True",
-                        "reason": "EvictionByEvictionAPI",
-                        "message": "Eviction API: evicting",
-                    }
-                ]
-            }
-        },
-    )
-    jobs.core.delete_namespaced_pod(first_name, namespace)
+    disrupt(jobs, first_name)
 
-    jobs.wait_condition("evicted", "Complete")
+    # The replacement comes after the Job controller's failure backoff (10 s), although
+    # the failure is ignored.
+    jobs.wait_condition("evicted", "Complete", timeout=40)
 
     job = jobs.get("evicted")
     assert job["status"].get("failed", 0) == 0
@@ -232,3 +251,4 @@ def test_disruption_does_not_count_toward_backoff_limit(
     assert first_run.exit_code == 137
     (second_name,) = set(kubelet.runs) - {first_name}
     assert kubelet.runs[second_name].exit_code == 0
+    assert first_name not in {p["metadata"]["name"] for p in jobs.pods("evicted")}

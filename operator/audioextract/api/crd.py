@@ -71,6 +71,12 @@ def _clean(node: Any) -> Any:
     ):
         node["maximum"] = node.pop("exclusiveMaximum")
         node["exclusiveMaximum"] = True
+    pattern_properties = node.pop("patternProperties", None)
+    if isinstance(pattern_properties, dict) and len(pattern_properties) == 1:
+        # kube-apiserver refuses patternProperties ("Forbidden: patternProperties is not
+        # supported"): the values' schema becomes additionalProperties; the key pattern
+        # needs a CEL rule on the map (as output.tags has).
+        node.setdefault("additionalProperties", next(iter(pattern_properties.values())))
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
     for key in _DROP:
