@@ -107,7 +107,8 @@ def _root_schema(
                 "description": "API version: audioextract.dev/v1alpha1.",
             },
             "kind": {"type": "string", "description": f"Kind: {kind}."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server accepts nothing but the type here (it owns metadata's schema).
+            "metadata": {"type": "object"},
             "spec": openapi_schema(spec),
             "status": openapi_schema(status),
         },
