@@ -87,6 +87,8 @@ def operator(controller_manager: ControlPlane, crds: list[str], namespace: str) 
         yield op
         assert op.alive(), f"operator exited:\n{op.log()[-5000:]}"
         assert "Traceback" not in op.log(), op.log()[-8000:]
+        assert "ERROR audioextract" not in op.log(), op.log()[-8000:]
+        assert "inconsistencies" not in op.log(), op.log()[-8000:]
 
 
 def get(custom: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:

@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # The event handlers only wake the loop; kopf's per-event "succeeded" lines
+        # would drown the operator's own log.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings()
     asyncio.run(serve(args, settings))
     return 0
