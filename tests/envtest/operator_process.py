@@ -13,7 +13,9 @@ from tests.support.controlplane import ControlPlane
 class OperatorProcess:
     """The real operator command, one namespace, its log kept in a file for failures."""
 
-    def __init__(self, cp: ControlPlane, namespace: str, env: dict[str, str], standalone: bool = True) -> None:
+    def __init__(
+        self, cp: ControlPlane, namespace: str, env: dict[str, str], standalone: bool = True
+    ) -> None:
         self.cp, self.namespace, self.extra_env, self.standalone = cp, namespace, env, standalone
         self.log_path = Path(tempfile.mkstemp(prefix="operator-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,7 +53,9 @@ class OperatorProcess:
     def __enter__(self) -> "OperatorProcess":
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
         if et is not None:
             sys.stderr.write(f"--- operator log ---\n{self.log()[-20000:]}\n")

@@ -51,7 +51,10 @@ class JobWatcher:
             active = 0
             for job in jobs:
                 self.names.add(job.metadata.name)
-                done = any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or [])
+                done = any(
+                    c.type in ("Complete", "Failed") and c.status == "True"
+                    for c in job.status.conditions or []
+                )
                 active += 0 if done else 1
             self.max_active = max(self.max_active, active)
             time.sleep(0.05)
@@ -81,7 +84,9 @@ def media(kubelet: FakeKubelet) -> Path:
 
 
 @pytest.fixture
-def operator(controller_manager: ControlPlane, crds: list[str], namespace: str) -> Iterator[OperatorProcess]:
+def operator(
+    controller_manager: ControlPlane, crds: list[str], namespace: str
+) -> Iterator[OperatorProcess]:
     env = {"AUDIOEXTRACT_DEFAULT_DESTINATION": DEST, "AUDIOEXTRACT_MAX_JOBS_PER_BATCH": "10"}
     with OperatorProcess(controller_manager, namespace, env) as op:
         yield op
@@ -92,7 +97,9 @@ def operator(controller_manager: ControlPlane, crds: list[str], namespace: str) 
 
 
 def get(custom: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    obj: dict[str, Any] = custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name
+    )
     return obj
 
 
@@ -140,19 +147,30 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
 
         batch = wait_for(finished, timeout=120, interval=0.5, what="Batch PartiallySucceeded")
         st = batch["status"]
-        assert (st["succeeded"], st["failed"], st["total"], st["queued"], st["running"]) == (2, 1, 3, 0, 0)
+        assert (st["succeeded"], st["failed"], st["total"], st["queued"], st["running"]) == (
+            2,
+            1,
+            3,
+            0,
+            0,
+        )
         assert st["observedGeneration"] == batch["metadata"]["generation"]
         conds = {c["type"]: c for c in st["conditions"]}
         assert conds["Stalled"]["status"] == "True" and "'bad'" in conds["Stalled"]["message"]
         assert conds["Complete"]["status"] == "True" and conds["Ready"]["status"] == "False"
         assert conds["Reconciling"]["status"] == "False"
-        assert all(c["observedGeneration"] == batch["metadata"]["generation"] for c in st["conditions"])
+        assert all(
+            c["observedGeneration"] == batch["metadata"]["generation"] for c in st["conditions"]
+        )
         entries = {e["name"]: e for e in st["jobs"]}
         assert entries["bad"]["phase"] == "Failed"
 
         bad = get(custom, namespace, "extractionjobs", "episode-bad")
         # The worker's own diagnosis, carried through podFailurePolicy and the termination message.
-        assert bad["status"]["error"]["code"] in (ErrorCode.DECODE_FAILED, ErrorCode.NO_AUDIO_STREAM)
+        assert bad["status"]["error"]["code"] in (
+            ErrorCode.DECODE_FAILED,
+            ErrorCode.NO_AUDIO_STREAM,
+        )
         assert bad["status"]["error"]["retryable"] is False
         assert entries["bad"]["error"]["code"] == bad["status"]["error"]["code"]
         for key in ("good1", "good2"):
@@ -164,7 +182,10 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
             assert result["format"] == "mp3" and ej["status"]["attempts"] == 1
             assert entries[key]["uri"] == result["uri"]
             ej_conds = {c["type"]: c["status"] for c in ej["status"]["conditions"]}
-            assert ej_conds["Ready"] == "True" and ej["status"]["observedGeneration"] == ej["metadata"]["generation"]
+            assert (
+                ej_conds["Ready"] == "True"
+                and ej["status"]["observedGeneration"] == ej["metadata"]["generation"]
+            )
 
         # Jobs are deleted once their results are recorded.
         wait_for(
@@ -179,7 +200,9 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
         cp.kubectl("apply", "-n", namespace, "-f", str(path))
         time.sleep(4)
         assert len(watcher.names) == 3
-        assert get(custom, namespace, "batches", "episode")["status"]["phase"] == "PartiallySucceeded"
+        assert (
+            get(custom, namespace, "batches", "episode")["status"]["phase"] == "PartiallySucceeded"
+        )
 
         # Retry only what failed: one new run of the failed child, none of the others.
         cp.kubectl("annotate", "-n", namespace, "batch/episode", "audioextract.dev/retry-failed=1")
@@ -188,18 +211,36 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
             b = get(custom, namespace, "batches", "episode")
             ej = get(custom, namespace, "extractionjobs", "episode-bad")
             done = (b.get("status") or {}).get("phase") == "PartiallySucceeded"
-            return b if done and ej["status"].get("attempts") == 2 and b["status"].get("retryToken") == "1" else None
+            return (
+                b
+                if done
+                and ej["status"].get("attempts") == 2
+                and b["status"].get("retryToken") == "1"
+                else None
+            )
 
         wait_for(retried, timeout=60, interval=0.5, what="failed child re-run once")
         time.sleep(3)  # a second pass must not re-run it again for the same value
-        assert watcher.names == {"episode-good1-1", "episode-good2-1", "episode-bad-1", "episode-bad-2"}
+        assert watcher.names == {
+            "episode-good1-1",
+            "episode-good2-1",
+            "episode-bad-1",
+            "episode-bad-2",
+        }
         for key in ("good1", "good2"):
-            assert get(custom, namespace, "extractionjobs", f"episode-{key}")["status"]["attempts"] == 1
+            assert (
+                get(custom, namespace, "extractionjobs", f"episode-{key}")["status"]["attempts"]
+                == 1
+            )
 
     # Deleting the Batch removes its children through the garbage collector.
     cp.kubectl("delete", "-n", namespace, "batch/episode", "--wait=false")
     wait_for(
-        lambda: not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs")["items"],
+        lambda: (
+            not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs")[
+                "items"
+            ]
+        ),
         timeout=60,
         what="children garbage-collected",
     )
@@ -209,7 +250,9 @@ def test_invalid_batch_fails_with_a_condition_naming_the_field(
     namespace: str, operator: OperatorProcess, custom: Any
 ) -> None:
     jobs = [{"source": {"url": f"https://example.com/{i}.mp4"}} for i in range(11)]
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "batches", batch_manifest("too-big", jobs))
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "batches", batch_manifest("too-big", jobs)
+    )
 
     def failed() -> dict[str, Any] | None:
         b = get(custom, namespace, "batches", "too-big")
@@ -217,6 +260,10 @@ def test_invalid_batch_fails_with_a_condition_naming_the_field(
 
     batch = wait_for(failed, timeout=30, interval=0.3, what="Batch Failed")
     conds = {c["type"]: c for c in batch["status"]["conditions"]}
-    assert conds["Stalled"]["reason"] == "InvalidSpec" and "spec.jobs" in conds["Stalled"]["message"]
+    assert (
+        conds["Stalled"]["reason"] == "InvalidSpec" and "spec.jobs" in conds["Stalled"]["message"]
+    )
     assert batch["status"]["observedGeneration"] == batch["metadata"]["generation"]
-    assert not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs")["items"]
+    assert not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs")[
+        "items"
+    ]
