@@ -58,13 +58,6 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=8080, description="Port of the Prometheus endpoint; unset: off."
     )
-    webhook_timeout_seconds: float = Field(
-        default=10, gt=0, description="Timeout of one webhook request."
-    )
-    webhook_retry_schedule: list[float] = Field(
-        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0],
-        description="Delays in seconds between webhook delivery attempts (JSON list).",
-    )
     allow_networks: str | None = Field(
         default=None,
         description="CIDRs allowed although loopback/private, for sources and webhooks; passed to the worker.",

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from audioextract.api.constants import (
     ANNOTATION_RETRY_FAILED,
+    BATCH_KIND,
     BATCH_PLURAL,
     JOB_PLURAL,
     ErrorCode,
@@ -43,6 +44,7 @@ from audioextract.reconcile.rollup import (
     rollup,
     to_cancel,
 )
+from audioextract.webhooks.events import Child, Owner, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +259,29 @@ async def finish_batch(ctx: Context, world: World, prepared: Prepared) -> None:
         generation=meta.get("generation"),
         now=ctx.now,
     )
+    webhook = spec.webhook
+    if webhook is not None and ctx.notifier is not None:
+        owner = Owner(
+            kind=BATCH_KIND, namespace=meta["namespace"], name=meta["name"], uid=meta["uid"]
+        )
+        children = [
+            Child.from_status(
+                key,
+                read_status(child) if child is not None else None,
+                extraction_job=name,
+                uid=child["metadata"].get("uid") if child is not None else None,
+            )
+            for key, name, child in children_of(world, batch, spec)
+        ]
+        snapshot = Snapshot(owner, children, phase=new.phase, completion_time=new.completion_time)
+        owed = ctx.notifier.owed(snapshot, webhook)
+        new = new.model_copy(
+            update={"webhook": ctx.notifier.status(owner.uid, prepared.status.webhook, owed)}
+        )
     batch = await write_batch_status(ctx, batch, new)
+    if webhook is not None and ctx.notifier is not None and new.webhook is not None:
+        ctx.notifier.saved(owner.uid, new.webhook)
+        ctx.notifier.schedule(owner, batch, webhook, owed, new.webhook)
     if new.phase != old_phase:
         kind = events.WARNING if new.phase in ("Failed", "PartiallySucceeded") else events.NORMAL
         await events.post(

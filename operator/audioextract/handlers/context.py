@@ -5,6 +5,7 @@ from typing import Any
 
 from audioextract.api.constants import BATCH_KIND
 from audioextract.handlers.kube import Kube
+from audioextract.handlers.notify import Notifier
 from audioextract.reconcile.manifest import WorkerConfig
 from audioextract.settings import Settings
 
@@ -19,6 +20,7 @@ class Context:
     settings: Settings
     worker: WorkerConfig
     now: str
+    notifier: Notifier | None = None
 
 
 @dataclass

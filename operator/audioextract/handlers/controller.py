@@ -19,6 +19,7 @@ from audioextract.handlers.extractionjob import reconcile_extraction_job
 from audioextract.handlers.jobs import admit_jobs
 from audioextract.handlers.kube import Kube
 from audioextract.handlers.lease import LeaderElector
+from audioextract.handlers.notify import Notifier
 from audioextract.reconcile.admission import BatchLimit
 from audioextract.reconcile.conditions import now_rfc3339
 from audioextract.reconcile.names import LABEL_APP_MANAGED_BY, MANAGED_BY
@@ -45,6 +46,7 @@ class Controller:
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self.elector = elector
         self.wakeup = asyncio.Event()
+        self.notifier = Notifier(kube, self.wake)
         self.passes = 0
         self.errors = 0
 
@@ -67,7 +69,9 @@ class Controller:
 
     async def reconcile_once(self) -> None:
         """One full pass: ExtractionJobs, Batches (children, retry), admission, rollup."""
-        ctx = Context(self.kube, self.settings, self.settings.worker_config(), now_rfc3339())
+        ctx = Context(
+            self.kube, self.settings, self.settings.worker_config(), now_rfc3339(), self.notifier
+        )
         world = await self.observe()
         for ej in list(world.extraction_jobs.values()):
             await self._guard(f"ExtractionJob {key(ej)}", reconcile_extraction_job(ctx, world, ej))

@@ -25,6 +25,7 @@ JOB_SUCCEEDED = "JobSucceeded"
 JOB_FAILED = "JobFailed"
 JOB_DELETED = "JobCleanedUp"
 TTL_EXPIRED = "TTLExpired"
+WEBHOOK_FAILED = "WebhookFailed"
 
 
 async def post(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:

@@ -6,16 +6,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from audioextract.api.constants import BATCH_KIND, JOB_KIND, ErrorCode, JobPhase
 from audioextract.api.constants import JOB_PLURAL as PLURAL
-from audioextract.api.constants import ErrorCode, JobPhase
 from audioextract.api.spec import ExtractionJobSpec
 from audioextract.api.status import ExtractionJobStatus, JobError
 from audioextract.handlers import events
-from audioextract.handlers.context import Context, Obj, World, is_finished
+from audioextract.handlers.context import Context, Obj, World, controller_owner, is_finished
 from audioextract.handlers.kube import is_not_found
 from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
 from audioextract.reconcile.observe import make_error, observe_job
 from audioextract.reconcile.patch import merge_patch
+from audioextract.webhooks import Event
+from audioextract.webhooks.events import Child, Owner, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +158,32 @@ async def reconcile_extraction_job(ctx: Context, world: World, ej: Obj) -> None:
                 )
             new = status.model_copy(update=update)
     new = with_conditions(new, generation, ctx.now)
+    webhook = ExtractionJobSpec.model_validate(ej.get("spec") or {}).webhook
+    owner: Owner | None = None
+    owed: list[Event] = []
+    if (
+        webhook is not None
+        and ctx.notifier is not None
+        and controller_owner(ej, BATCH_KIND) is None
+    ):
+        owner = Owner(
+            kind=JOB_KIND, namespace=meta["namespace"], name=meta["name"], uid=meta["uid"]
+        )
+        me = Child.from_status(meta["name"], new, extraction_job=meta["name"], uid=meta["uid"])
+        owed = ctx.notifier.owed(Snapshot(owner, [me]), webhook)
+        new = new.model_copy(
+            update={"webhook": ctx.notifier.status(owner.uid, status.webhook, owed)}
+        )
     before = status.phase
     ej = await write_status(ctx, world, ej, new)
+    if (
+        owner is not None
+        and webhook is not None
+        and ctx.notifier is not None
+        and new.webhook is not None
+    ):
+        ctx.notifier.saved(owner.uid, new.webhook)
+        ctx.notifier.schedule(owner, ej, webhook, owed, new.webhook)
     if new.phase != before and new.phase in TERMINAL:
         if new.phase == JobPhase.SUCCEEDED:
             await events.post(

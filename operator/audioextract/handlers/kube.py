@@ -140,6 +140,13 @@ class Kube:
         """Create a core v1 Event."""
         await self._call(self.core.create_namespaced_event, namespace, body)
 
+    async def read_secret(self, namespace: str, name: str) -> Obj:
+        """A Secret as a dict (``data`` values base64-encoded)."""
+        out = await self._call(
+            self.core.read_namespaced_secret, name, namespace, _preload_content=False
+        )
+        return _json(out)
+
     async def read_lease(self, namespace: str, name: str) -> Obj | None:
         """The Lease as a dict, or None when it does not exist."""
         try:

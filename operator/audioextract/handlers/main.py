@@ -75,6 +75,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             clusterwide=not namespaces,
         )
     finally:
+        await controller.notifier.close()
         for task in tasks:
             task.cancel()
         for task in tasks:
