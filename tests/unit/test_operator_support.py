@@ -1,0 +1,93 @@
+import ast
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from audioextract.handlers.lease import LeaderElector
+from audioextract.settings import Settings
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "audioextract"
+FORBIDDEN = ("kopf", "kubernetes", "aiohttp")
+
+
+def imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_reconcile_is_pure():
+    for path in (PACKAGE / "reconcile").glob("*.py"):
+        assert not imports(path) & set(FORBIDDEN), path
+
+
+def test_only_handlers_import_kopf():
+    for path in PACKAGE.rglob("*.py"):
+        if "kopf" in imports(path):
+            assert path.parent.name == "handlers", path
+
+
+def test_settings_from_env(monkeypatch):
+    monkeypatch.setenv("AUDIOEXTRACT_DEFAULT_DESTINATION", '{"s3": {"bucket": "audio"}}')
+    monkeypatch.setenv("AUDIOEXTRACT_MAX_CONCURRENT_JOBS", "3")
+    monkeypatch.setenv("AUDIOEXTRACT_DEFAULT_REQUESTS", '{"cpu": "1"}')
+    monkeypatch.setenv("AUDIOEXTRACT_ALLOW_NETWORKS", "10.0.0.0/8")
+    s = Settings()
+    assert s.default_destination.s3.bucket == "audio" and s.max_concurrent_jobs == 3
+    w = s.worker_config()
+    assert w.default_requests == {"cpu": "1"} and w.allow_networks == "10.0.0.0/8"
+
+
+class FakeLeases:
+    """An in-memory Lease store with resourceVersion compare-and-swap, like the API server."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None if self.lease is None else {**self.lease, "spec": dict(self.lease["spec"])}
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> None:
+        if self.lease is not None:
+            raise ApiException(status=409)
+        self.version += 1
+        self.lease = {
+            **body,
+            "metadata": {**body["metadata"], "resourceVersion": str(self.version)},
+        }
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        assert self.lease is not None
+        if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+            raise ApiException(status=409)
+        self.version += 1
+        self.lease = {
+            **body,
+            "metadata": {**body["metadata"], "resourceVersion": str(self.version)},
+        }
+
+
+def test_lease_one_leader_then_takeover_after_expiry():
+    store = FakeLeases()
+    a = LeaderElector(store, "ns", "l", "a", 5)  # type: ignore[arg-type]
+    b = LeaderElector(store, "ns", "l", "b", 5)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        assert await a.try_acquire() and a.leading
+        assert not await b.try_acquire() and not b.leading
+        assert await a.try_acquire()  # renewal
+        # a stops renewing: make its renewal old enough to have expired.
+        store.lease["spec"]["renewTime"] = "2000-01-01T00:00:00.000000Z"
+        assert await b.try_acquire() and b.leading
+        assert store.lease["spec"]["holderIdentity"] == "b"
+        assert store.lease["spec"]["leaseTransitions"] == 1
+        assert not await a.try_acquire() and not a.leading
+
+    asyncio.run(scenario())
