@@ -67,6 +67,11 @@ def _clean(node: Any) -> Any:
         node["exclusiveMaximum"] = True
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
+    pattern_properties = node.pop("patternProperties", None)
+    if pattern_properties:
+        # Key patterns are not allowed in a structural schema: keys are checked by a CEL
+        # rule on the map instead, and the value schema moves to additionalProperties.
+        (node["additionalProperties"],) = pattern_properties.values()
     for key in _DROP:
         node.pop(key, None)
     if node.get("x-kubernetes-int-or-string"):
@@ -88,9 +93,13 @@ def _root_schema(kind: str, spec: type[BaseModel], status: type[BaseModel], desc
         "description": description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "API version: audioextract.dev/v1alpha1."},
+            "apiVersion": {
+                "type": "string",
+                "description": "API version: audioextract.dev/v1alpha1.",
+            },
             "kind": {"type": "string", "description": f"Kind: {kind}."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server refuses anything but the type here, a description included.
+            "metadata": {"type": "object"},
             "spec": openapi_schema(spec),
             "status": openapi_schema(status),
         },
@@ -104,9 +113,7 @@ def _column(name: str, path: str, kind: str = "string", description: str = "") -
     return col
 
 
-def _crd(
-    kind: str, plural: str, schema: Schema, columns: list[dict[str, str]], short_names: list[str]
-) -> Schema:
+def _crd(kind: str, plural: str, schema: Schema, columns: list[dict[str, str]], short_names: list[str]) -> Schema:
     names: Schema = {
         "kind": kind,
         "listKind": f"{kind}List",
@@ -144,7 +151,10 @@ def _crd(
 def batch_crd() -> Schema:
     """The Batch CustomResourceDefinition."""
     schema = _root_schema(
-        c.BATCH_KIND, BatchSpec, BatchStatus, "A Batch: a list of audio extraction jobs and an optional webhook."
+        c.BATCH_KIND,
+        BatchSpec,
+        BatchStatus,
+        "A Batch: a list of audio extraction jobs and an optional webhook.",
     )
     columns = [
         _column("Phase", ".status.phase", description="Phase of the batch."),
@@ -212,7 +222,10 @@ def run(args: argparse.Namespace) -> int:
     if args.check is not None:
         stale = check(args.check)
         for path in stale:
-            print(f"{path}: differs from the models; run `audio-extract crds --write {args.check}`", file=sys.stderr)
+            print(
+                f"{path}: differs from the models; run `audio-extract crds --write {args.check}`",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     if args.write is not None:
         args.write.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from audioextract.api.base import Model
-from audioextract.api.constants import API_VERSION
 from audioextract.api.spec import BatchSpec, ExtractionJobSpec
 from audioextract.api.status import BatchStatus, ExtractionJobStatus
 
@@ -14,7 +13,7 @@ class ExtractionJob(Model):
     """One source video turned into one audio file."""
 
     api_version: Literal["audioextract.dev/v1alpha1"] = Field(
-        default=API_VERSION, alias="apiVersion", description="audioextract.dev/v1alpha1"
+        default="audioextract.dev/v1alpha1", alias="apiVersion", description="audioextract.dev/v1alpha1"
     )
     kind: Literal["ExtractionJob"] = Field(default="ExtractionJob", description="ExtractionJob")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
@@ -26,7 +25,7 @@ class Batch(Model):
     """A list of extraction jobs and an optional webhook."""
 
     api_version: Literal["audioextract.dev/v1alpha1"] = Field(
-        default=API_VERSION, alias="apiVersion", description="audioextract.dev/v1alpha1"
+        default="audioextract.dev/v1alpha1", alias="apiVersion", description="audioextract.dev/v1alpha1"
     )
     kind: Literal["Batch"] = Field(default="Batch", description="Batch")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")

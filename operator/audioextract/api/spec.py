@@ -6,34 +6,59 @@ win over them. Effective defaults live in :mod:`audioextract.api.defaults` and e
 field's description states its default.
 """
 
-from typing import Annotated, Self
+import re
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from audioextract.api.base import DNS_LABEL, DNS_SUBDOMAIN, HTTP_URL, Model, cel, rules
 from audioextract.api.constants import MAX_JOBS_PER_BATCH, Format, Priority, Quality, WebhookEvent
 
 LOSSLESS = (Format.FLAC, Format.WAV, Format.ALAC)
-SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+SampleRate = Literal[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000]
+SAMPLE_RATES: tuple[int, ...] = SampleRate.__args__  # type: ignore[attr-defined]
 TAG_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 JOB_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
 
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.match(QUANTITY, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m or 1Gi")
+    return value
+
+
 Quantity = Annotated[
     int | str,
+    AfterValidator(_check_quantity),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY,
             "x-kubernetes-int-or-string": True,
+            "description": "A Kubernetes quantity such as 500m, 2 or 1Gi.",
         }
     ),
 ]
 
 
-def _relative_path_ok(path: str) -> bool:
-    return not path.startswith("/") and ".." not in path.split("/")
+def _check_relative(path: str) -> str:
+    if path.startswith("/"):
+        raise ValueError("must be a relative path (no leading '/')")
+    if ".." in path.split("/"):
+        raise ValueError("must not contain '..' segments")
+    return path
 
 
 RELATIVE_PATH_RULES = rules(
@@ -63,18 +88,16 @@ class SecretRef(Model):
 class VolumeFile(Model):
     """A file on a PersistentVolumeClaim in the object's namespace."""
 
-    claim_name: str = Field(
-        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim."
-    )
+    claim_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim.")
     path: Annotated[
-        str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, **RELATIVE_PATH_RULES})
+        str,
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, **RELATIVE_PATH_RULES}),
     ] = Field(description="Path of the file inside the volume, relative to its root.")
 
-    @model_validator(mode="after")
-    def _check_path(self) -> Self:
-        if not self.path or not _relative_path_ok(self.path):
-            raise ValueError("path: must be a relative path without '..' segments")
-        return self
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: str) -> str:
+        return _check_relative(path)
 
 
 class S3Options(Model):
@@ -86,9 +109,7 @@ class S3Options(Model):
         pattern=HTTP_URL,
         description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
     )
-    region: str | None = Field(
-        default=None, max_length=64, description="Region. Default: the operator's setting."
-    )
+    region: str | None = Field(default=None, max_length=64, description="Region. Default: the operator's setting.")
     credentials_secret: SecretRef | None = Field(
         default=None,
         description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -101,7 +122,10 @@ class Source(Model):
 
     model_config = {
         "json_schema_extra": rules(
-            cel("has(self.url) != has(self.volume)", "source: exactly one of url or volume must be set"),
+            cel(
+                "has(self.url) != has(self.volume)",
+                "source: exactly one of url or volume must be set",
+            ),
             cel(
                 "!has(self.s3) || (has(self.url) && self.url.startsWith('s3://'))",
                 "source.s3 applies only to s3:// URLs",
@@ -115,9 +139,7 @@ class Source(Model):
         pattern=r"^(https?://|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/)[^\s]+$",
         description="http://, https:// or s3://bucket/key URL of the source video.",
     )
-    volume: VolumeFile | None = Field(
-        default=None, description="A file on a PersistentVolumeClaim (the upload case)."
-    )
+    volume: VolumeFile | None = Field(default=None, description="A file on a PersistentVolumeClaim (the upload case).")
     s3: S3Options | None = Field(default=None, description="Endpoint, region and credentials for an s3:// URL.")
     audio_track: int | None = Field(
         default=None, ge=0, le=63, description="Index among the source's audio streams. Default: 0."
@@ -136,7 +158,10 @@ class S3Destination(Model):
     """An S3-compatible bucket."""
 
     bucket: str = Field(
-        min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="Bucket name."
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket name.",
     )
     prefix: str | None = Field(
         default=None,
@@ -161,18 +186,16 @@ class S3Destination(Model):
 class VolumeDirectory(Model):
     """A directory on a PersistentVolumeClaim in the object's namespace."""
 
-    claim_name: str = Field(
-        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim."
+    claim_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim.")
+    path: Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 1024, **RELATIVE_PATH_RULES})] = Field(
+        default=None,
+        description="Directory inside the volume, relative to its root. Default: the root.",
     )
-    path: Annotated[
-        str | None, WithJsonSchema({"type": "string", "maxLength": 1024, **RELATIVE_PATH_RULES})
-    ] = Field(default=None, description="Directory inside the volume, relative to its root. Default: the root.")
 
-    @model_validator(mode="after")
-    def _check_path(self) -> Self:
-        if self.path and not _relative_path_ok(self.path):
-            raise ValueError("path: must be a relative path without '..' segments")
-        return self
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: str | None) -> str | None:
+        return _check_relative(path) if path else path
 
 
 class Destination(Model):
@@ -207,16 +230,17 @@ class Loudness(Model):
     """EBU R128 loudness targets for normalisation."""
 
     integrated_lufs: float | None = Field(
-        default=None, ge=-70, le=-5, description="Integrated loudness target in LUFS. Default: -23 (EBU R128)."
+        default=None,
+        ge=-70,
+        le=-5,
+        description="Integrated loudness target in LUFS. Default: -23 (EBU R128).",
     )
-    true_peak_db: float | None = Field(
-        default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1."
-    )
+    true_peak_db: float | None = Field(default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1.")
     lra: float | None = Field(default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7.")
 
 
 TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY)]
-TagValue = Annotated[str, StringConstraints(max_length=1024)]
+TagValue = Annotated[str, StringConstraints(max_length=1024), Field(description="Tag value.")]
 
 
 class Output(Model):
@@ -224,7 +248,10 @@ class Output(Model):
 
     model_config = {
         "json_schema_extra": rules(
-            cel("!(has(self.quality) && has(self.bitrate))", "output: set quality or bitrate, not both"),
+            cel(
+                "!(has(self.quality) && has(self.bitrate))",
+                "output: set quality or bitrate, not both",
+            ),
             cel(
                 "!has(self.bitrate) || !has(self.format) || !(self.format in ['flac', 'wav', 'alac'])",
                 "output.bitrate does not apply to lossless formats (flac, wav, alac)",
@@ -247,14 +274,14 @@ class Output(Model):
         pattern=r"^[1-9][0-9]{0,3}k$",
         description='Constant target bitrate such as "192k"; not with quality.',
     )
-    sample_rate: int | None = Field(
+    sample_rate: SampleRate | None = Field(
         default=None,
-        json_schema_extra={"enum": list(SAMPLE_RATES)},
         description="Sample rate in Hz. Default: the source's (opus: 48000).",
     )
     channels: int | None = Field(default=None, ge=1, le=8, description="Channel count. Default: the source's.")
     normalize: bool | None = Field(
-        default=None, description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false."
+        default=None,
+        description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false.",
     )
     loudness: Loudness | None = Field(default=None, description="Loudness targets used when normalize is true.")
     start_seconds: float | None = Field(
@@ -274,12 +301,16 @@ class Output(Model):
         default=None,
         max_length=32,
         json_schema_extra=rules(
-            cel("self.all(k, k.matches('^[a-z][a-z0-9_]{0,63}$'))", "output.tags: keys must match ^[a-z][a-z0-9_]{0,63}$")
+            cel(
+                "self.all(k, k.matches('^[a-z][a-z0-9_]{0,63}$'))",
+                "output.tags: keys must match ^[a-z][a-z0-9_]{0,63}$",
+            )
         ),
         description="Metadata tags written into the file (title, artist, album, date, genre, comment, ...).",
     )
     destination: Destination | None = Field(
-        default=None, description="Where the file goes. Default: the operator's default destination."
+        default=None,
+        description="Where the file goes. Default: the operator's default destination.",
     )
 
     @model_validator(mode="after")
@@ -290,8 +321,6 @@ class Output(Model):
             raise ValueError("output.bitrate does not apply to lossless formats (flac, wav, alac)")
         if self.channels is not None and self.format == Format.MP3 and self.channels > 2:
             raise ValueError("output.channels: mp3 supports at most 2 channels")
-        if self.sample_rate is not None and self.sample_rate not in SAMPLE_RATES:
-            raise ValueError(f"output.sampleRate: must be one of {', '.join(map(str, SAMPLE_RATES))}")
         return self
 
 
@@ -333,14 +362,16 @@ class JobTemplate(Model):
     source: Source = Field(description="The source video.")
     output: Output | None = Field(default=None, description="The audio file to produce.")
     priority: Priority | None = Field(
-        default=None, description="Admission priority (high, normal, low). Default: the Batch's, else normal."
+        default=None,
+        description="Admission priority (high, normal, low). Default: the Batch's, else normal.",
     )
     timeout_seconds: int | None = Field(
-        default=None, ge=1, le=604800, description="Time limit of one attempt, in seconds. Default: 3600."
+        default=None,
+        ge=1,
+        le=604800,
+        description="Time limit of one attempt, in seconds. Default: 3600.",
     )
-    retries: int | None = Field(
-        default=None, ge=0, le=10, description="Retries after a transient failure. Default: 2."
-    )
+    retries: int | None = Field(default=None, ge=0, le=10, description="Retries after a transient failure. Default: 2.")
     resources: Resources | None = Field(
         default=None, description="Worker container resources. Default: the operator's setting."
     )
@@ -362,7 +393,8 @@ class ExtractionJobSpec(JobTemplate):
     """Desired state of an ExtractionJob."""
 
     webhook: Webhook | None = Field(
-        default=None, description="Webhook for a standalone job; a Batch's children use the Batch's."
+        default=None,
+        description="Webhook for a standalone job; a Batch's children use the Batch's.",
     )
     queue_name: str | None = Field(
         default=None,
@@ -400,7 +432,10 @@ class BatchSpec(Model):
     model_config = {
         "json_schema_extra": rules(
             cel(
-                "self.jobs.all(j, !has(j.name) || self.jobs.exists_one(k, has(k.name) && k.name == j.name))",
+                # exists_one over the named jobs fits the API server's CEL cost budget
+                # at maxItems; filter(...).size() inside all() does not.
+                "self.jobs.filter(j, has(j.name)).map(j, j.name)"
+                ".all(n, self.jobs.exists_one(k, has(k.name) && k.name == n))",
                 "jobs: names must be unique within the batch",
                 ".jobs",
             )
@@ -408,19 +443,27 @@ class BatchSpec(Model):
     }
 
     jobs: list[BatchJob] = Field(
-        min_length=1, max_length=MAX_JOBS_PER_BATCH, description="The extraction jobs of this batch."
+        min_length=1,
+        max_length=MAX_JOBS_PER_BATCH,
+        description="The extraction jobs of this batch.",
     )
     defaults: JobDefaults | None = Field(default=None, description="Values merged under every job.")
     parallelism: int | None = Field(
-        default=None, ge=1, le=1000, description="Most jobs of this batch running at once. Default: no batch limit."
+        default=None,
+        ge=1,
+        le=1000,
+        description="Most jobs of this batch running at once. Default: no batch limit.",
     )
     webhook: Webhook | None = Field(default=None, description="Where to post events about this batch.")
     failure_policy: FailurePolicy | None = Field(default=None, description="When the batch gives up.")
     suspend: bool | None = Field(
-        default=None, description="While true, no new job starts; running ones finish. Default: false."
+        default=None,
+        description="While true, no new job starts; running ones finish. Default: false.",
     )
     ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, description="Delete the finished Batch after this many seconds. Default: never."
+        default=None,
+        ge=0,
+        description="Delete the finished Batch after this many seconds. Default: never.",
     )
     priority: Priority | None = Field(
         default=None, description="Admission priority of jobs that set none. Default: normal."
@@ -432,13 +475,14 @@ class BatchSpec(Model):
         description="Kueue LocalQueue; when set, Kueue decides when the jobs run.",
     )
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Self:
+    @field_validator("jobs")
+    @classmethod
+    def _unique_names(cls, jobs: list[BatchJob]) -> list[BatchJob]:
         seen: set[str] = set()
-        for job in self.jobs:
+        for job in jobs:
             if job.name is None:
                 continue
             if job.name in seen:
                 raise ValueError(f"jobs: names must be unique within the batch ({job.name!r} repeats)")
             seen.add(job.name)
-        return self
+        return jobs

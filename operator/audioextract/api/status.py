@@ -4,24 +4,28 @@ Every field the operator writes is declared here: a structural schema silently p
 undeclared status fields.
 """
 
+from typing import Annotated
+
 from pydantic import Field
+from pydantic.config import JsonDict
 
 from audioextract.api.base import Model
 from audioextract.api.constants import BatchPhase, ErrorCode, JobPhase
 
-RFC3339 = {"format": "date-time"}
+RFC3339: JsonDict = {"format": "date-time"}
 
 
 class Condition(Model):
     """A status condition with Kubernetes (metav1.Condition) semantics."""
 
     type: str = Field(max_length=316, description="Condition type: Ready, Reconciling, Stalled, Complete, ...")
-    status: str = Field(json_schema_extra={"enum": ["True", "False", "Unknown"]}, description="True, False or Unknown.")
+    status: str = Field(
+        json_schema_extra={"enum": ["True", "False", "Unknown"]},
+        description="True, False or Unknown.",
+    )
     reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
     message: str = Field(default="", max_length=32768, description="Human-readable detail.")
-    last_transition_time: str = Field(
-        json_schema_extra=RFC3339, description="When status last changed (RFC 3339)."
-    )
+    last_transition_time: str = Field(json_schema_extra=RFC3339, description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this condition was computed from."
     )
@@ -30,7 +34,10 @@ class Condition(Model):
 class JobResult(Model):
     """What the worker produced."""
 
-    uri: str = Field(max_length=4096, description="Location of the audio file (s3://, volume path or URL without query).")
+    uri: str = Field(
+        max_length=4096,
+        description="Location of the audio file (s3://, volume path or URL without query).",
+    )
     size_bytes: int = Field(ge=0, description="Size of the file in bytes.")
     duration_seconds: float = Field(ge=0, description="Duration of the audio in seconds.")
     format: str = Field(max_length=16, description="Output format.")
@@ -40,7 +47,8 @@ class JobResult(Model):
     channels: int = Field(ge=0, description="Channel count.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file, hex.")
     loudness_lufs: float | None = Field(
-        default=None, description="Measured integrated loudness of the output in LUFS, when normalised."
+        default=None,
+        description="Measured integrated loudness of the output in LUFS, when normalised.",
     )
     stream_copied: bool = Field(description="True when the audio was copied without re-encoding.")
 
@@ -61,7 +69,9 @@ class ExtractionJobStatus(Model):
     attempts: int | None = Field(default=None, ge=0, description="Attempts started, retries included.")
     start_time: str | None = Field(default=None, json_schema_extra=RFC3339, description="When the job was admitted.")
     completion_time: str | None = Field(
-        default=None, json_schema_extra=RFC3339, description="When the job reached Succeeded or Failed."
+        default=None,
+        json_schema_extra=RFC3339,
+        description="When the job reached Succeeded or Failed.",
     )
     result: JobResult | None = Field(default=None, description="The produced file, on success.")
     error: JobError | None = Field(default=None, description="The failure, on failure.")
@@ -100,7 +110,7 @@ class WebhookStatus(Model):
     pending: int = Field(default=0, ge=0, description="Events owed and not yet settled.")
     failed: int = Field(default=0, ge=0, description="Events given up on after the retry schedule or a 410.")
     last_error: str | None = Field(default=None, max_length=1024, description="The most recent delivery error.")
-    settled: list[str] | None = Field(
+    settled: list[Annotated[str, Field(max_length=64, description="An event id (webhook-id).")]] | None = Field(
         default=None,
         max_length=2048,
         json_schema_extra={"x-kubernetes-list-type": "set"},
@@ -112,7 +122,8 @@ class BatchStatus(Model):
     """Observed state of a Batch, rolled up from its ExtractionJobs."""
 
     phase: BatchPhase | None = Field(
-        default=None, description="Queued, Running, Succeeded, PartiallySucceeded, Failed or Suspended."
+        default=None,
+        description="Queued, Running, Succeeded, PartiallySucceeded, Failed or Suspended.",
     )
     total: int | None = Field(default=None, ge=0, description="Number of jobs.")
     queued: int | None = Field(default=None, ge=0, description="Jobs waiting for a slot.")
