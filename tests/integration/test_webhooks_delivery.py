@@ -8,10 +8,14 @@ Retry schedules are a few tens of milliseconds so the suite stays fast.
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,15 +128,21 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def serve(receiver: Receiver, port: int = 0, path: str = "/hook") -> AsyncIterator[Receiver]:
+async def serve(
+    receiver: Receiver,
+    port: int = 0,
+    path: str = "/hook",
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[Receiver]:
     app = web.Application()
     app.router.add_post(path, receiver.handle)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls)
     await site.start()
     bound = runner.addresses[0][1]
-    receiver.url = f"http://127.0.0.1:{bound}{path}"
+    scheme = "https" if tls else "http"
+    receiver.url = f"{scheme}://127.0.0.1:{bound}{path}"
     try:
         yield receiver
     finally:
@@ -233,6 +243,44 @@ def test_connects_to_the_pinned_address_with_the_urls_host_name() -> None:
             assert report.status.delivered == 1
             assert rx.hits[0].headers["Host"] == f"hooks.example.invalid:{port}"
             assert resolved == [url]
+
+    run(main())
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_to_the_pinned_address_verifies_the_urls_host_name(tmp_path: Path) -> None:
+    secret = generate_secret()
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.example.invalid"]
+        + ["-addext", "subjectAltName=DNS:hooks.example.invalid"],
+        check=True,
+        capture_output=True,
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    trust = ssl.create_default_context(cafile=str(cert))
+
+    def fake_dns(url: str, policy: GuardPolicy) -> str:
+        policy.check("127.0.0.1")
+        return "127.0.0.1"
+
+    async def main() -> None:
+        async with serve(Receiver([secret]), tls=server_tls) as rx:
+            port = rx.url.split(":")[2].split("/")[0]
+            d = dispatcher(resolve_address=fake_dns, ssl_context=trust)
+            good = Endpoint.from_secret(f"https://hooks.example.invalid:{port}/hook", secret)
+            report = await d.deliver_pending("k", good, owed(JobPhase.SUCCEEDED), None)
+            assert report.status.delivered == 1
+            assert rx.unverified == []
+            # The certificate does not name 127.0.0.1: the pinned address is not trusted
+            # in place of the host name.
+            bare = Endpoint.from_secret(rx.url, secret)
+            report = await d.deliver_pending("k2", bare, owed(JobPhase.SUCCEEDED), None)
+            assert report.outcomes[0].verdict == Verdict.RETRYING
+            assert "certificate" in (report.outcomes[0].error or "").lower()
+            assert len(rx.hits) == 1
 
     run(main())
 
