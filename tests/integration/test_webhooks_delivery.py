@@ -251,10 +251,12 @@ def test_connects_to_the_pinned_address_with_the_urls_host_name() -> None:
 def test_https_to_the_pinned_address_verifies_the_urls_host_name(tmp_path: Path) -> None:
     secret = generate_secret()
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    name = "hooks.example.invalid"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"]
+    command += ["-addext", f"subjectAltName=DNS:{name}"]
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.example.invalid"]
-        + ["-addext", "subjectAltName=DNS:hooks.example.invalid"],
+        command,
         check=True,
         capture_output=True,
     )
