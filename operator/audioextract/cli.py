@@ -13,7 +13,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run one subcommand; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="audio-extract", description="Turn video into audio at scale.")
+    parser = argparse.ArgumentParser(
+        prog="audio-extract", description="Turn video into audio at scale."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only the chosen subcommand's module is imported: the worker starts fast and
