@@ -71,14 +71,13 @@ def _clean(node: Any) -> Any:
     ):
         node["maximum"] = node.pop("exclusiveMaximum")
         node["exclusiveMaximum"] = True
-    pattern_properties = node.pop("patternProperties", None)
-    if isinstance(pattern_properties, dict) and len(pattern_properties) == 1:
-        # kube-apiserver refuses patternProperties ("Forbidden: patternProperties is not
-        # supported"): the values' schema becomes additionalProperties; the key pattern
-        # needs a CEL rule on the map (as output.tags has).
-        node.setdefault("additionalProperties", next(iter(pattern_properties.values())))
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
+    pattern_properties = node.pop("patternProperties", None)
+    if pattern_properties:
+        # Key patterns are not allowed in a structural schema: keys are checked by a CEL
+        # rule on the map instead, and the value schema moves to additionalProperties.
+        (node["additionalProperties"],) = pattern_properties.values()
     for key in _DROP:
         node.pop(key, None)
     if node.get("x-kubernetes-int-or-string"):
@@ -107,7 +106,7 @@ def _root_schema(
                 "description": "API version: audioextract.dev/v1alpha1.",
             },
             "kind": {"type": "string", "description": f"Kind: {kind}."},
-            # The API server accepts nothing but the type here (it owns metadata's schema).
+            # The API server refuses anything but the type here, a description included.
             "metadata": {"type": "object"},
             "spec": openapi_schema(spec),
             "status": openapi_schema(status),

@@ -6,34 +6,57 @@ win over them. Effective defaults live in :mod:`audioextract.api.defaults` and e
 field's description states its default.
 """
 
-from typing import Annotated, Self
+import re
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from audioextract.api.base import DNS_LABEL, DNS_SUBDOMAIN, HTTP_URL, Model, cel, rules
 from audioextract.api.constants import MAX_JOBS_PER_BATCH, Format, Priority, Quality, WebhookEvent
 
 LOSSLESS = (Format.FLAC, Format.WAV, Format.ALAC)
-SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+SampleRate = Literal[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000]
+SAMPLE_RATES: tuple[int, ...] = SampleRate.__args__  # type: ignore[attr-defined]
 TAG_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 JOB_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.match(QUANTITY, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m or 1Gi")
+    return value
+
+
 Quantity = Annotated[
     int | str,
+    AfterValidator(_check_quantity),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY,
             "x-kubernetes-int-or-string": True,
+            "description": "A Kubernetes quantity such as 500m, 2 or 1Gi.",
         }
     ),
 ]
 
 
-def _relative_path_ok(path: str) -> bool:
-    return not path.startswith("/") and ".." not in path.split("/")
+def _check_relative(path: str) -> str:
+    if path.startswith("/"):
+        raise ValueError("must be a relative path (no leading '/')")
+    if ".." in path.split("/"):
+        raise ValueError("must not contain '..' segments")
+    return path
 
 
 RELATIVE_PATH_RULES = rules(
@@ -73,11 +96,10 @@ class VolumeFile(Model):
         ),
     ] = Field(description="Path of the file inside the volume, relative to its root.")
 
-    @model_validator(mode="after")
-    def _check_path(self) -> Self:
-        if not self.path or not _relative_path_ok(self.path):
-            raise ValueError("path: must be a relative path without '..' segments")
-        return self
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: str) -> str:
+        return _check_relative(path)
 
 
 class S3Options(Model):
@@ -184,11 +206,10 @@ class VolumeDirectory(Model):
         description="Directory inside the volume, relative to its root. Default: the root.",
     )
 
-    @model_validator(mode="after")
-    def _check_path(self) -> Self:
-        if self.path and not _relative_path_ok(self.path):
-            raise ValueError("path: must be a relative path without '..' segments")
-        return self
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: str | None) -> str | None:
+        return _check_relative(path) if path else path
 
 
 class Destination(Model):
@@ -239,7 +260,7 @@ class Loudness(Model):
 
 
 TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY)]
-TagValue = Annotated[str, StringConstraints(max_length=1024)]
+TagValue = Annotated[str, StringConstraints(max_length=1024), Field(description="Tag value.")]
 
 
 class Output(Model):
@@ -273,9 +294,8 @@ class Output(Model):
         pattern=r"^[1-9][0-9]{0,3}k$",
         description='Constant target bitrate such as "192k"; not with quality.',
     )
-    sample_rate: int | None = Field(
+    sample_rate: SampleRate | None = Field(
         default=None,
-        json_schema_extra={"enum": list(SAMPLE_RATES)},
         description="Sample rate in Hz. Default: the source's (opus: 48000).",
     )
     channels: int | None = Field(
@@ -325,10 +345,6 @@ class Output(Model):
             raise ValueError("output.bitrate does not apply to lossless formats (flac, wav, alac)")
         if self.channels is not None and self.format == Format.MP3 and self.channels > 2:
             raise ValueError("output.channels: mp3 supports at most 2 channels")
-        if self.sample_rate is not None and self.sample_rate not in SAMPLE_RATES:
-            raise ValueError(
-                f"output.sampleRate: must be one of {', '.join(map(str, SAMPLE_RATES))}"
-            )
         return self
 
 
@@ -446,7 +462,10 @@ class BatchSpec(Model):
     model_config = {
         "json_schema_extra": rules(
             cel(
-                "self.jobs.all(j, !has(j.name) || self.jobs.exists_one(k, has(k.name) && k.name == j.name))",
+                # exists_one over the named jobs fits the API server's CEL cost budget
+                # at maxItems; filter(...).size() inside all() does not.
+                "self.jobs.filter(j, has(j.name)).map(j, j.name)"
+                ".all(n, self.jobs.exists_one(k, has(k.name) && k.name == n))",
                 "jobs: names must be unique within the batch",
                 ".jobs",
             )
@@ -490,10 +509,11 @@ class BatchSpec(Model):
         description="Kueue LocalQueue; when set, Kueue decides when the jobs run.",
     )
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Self:
+    @field_validator("jobs")
+    @classmethod
+    def _unique_names(cls, jobs: list[BatchJob]) -> list[BatchJob]:
         seen: set[str] = set()
-        for job in self.jobs:
+        for job in jobs:
             if job.name is None:
                 continue
             if job.name in seen:
@@ -501,4 +521,4 @@ class BatchSpec(Model):
                     f"jobs: names must be unique within the batch ({job.name!r} repeats)"
                 )
             seen.add(job.name)
-        return self
+        return jobs

@@ -4,6 +4,8 @@ Every field the operator writes is declared here: a structural schema silently p
 undeclared status fields.
 """
 
+from typing import Annotated
+
 from pydantic import Field
 from pydantic.config import JsonDict
 
@@ -128,7 +130,9 @@ class WebhookStatus(Model):
     last_error: str | None = Field(
         default=None, max_length=1024, description="The most recent delivery error."
     )
-    settled: list[str] | None = Field(
+    settled: (
+        list[Annotated[str, Field(max_length=64, description="An event id (webhook-id).")]] | None
+    ) = Field(
         default=None,
         max_length=2048,
         json_schema_extra={"x-kubernetes-list-type": "set"},

@@ -1,0 +1,91 @@
+"""Validate objects against a generated CRD the way the API server does, without one.
+
+Three checks make up one engine: the OpenAPI schema (jsonschema, Draft 4 semantics as
+in OpenAPI 3.0), the CEL rules (``x-kubernetes-validations``, evaluated with
+cel-python) and unknown fields (what structural pruning and strict field validation
+reject).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+import jsonschema
+
+Schema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    """One rejection: the field path in kubectl's notation and the message."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def field_path(parts: Any) -> str:
+    """['spec', 'jobs', 0, 'name'] -> 'spec.jobs[0].name'."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _schema_errors(schema: Schema, obj: Any) -> Iterator[SchemaError]:
+    validator = jsonschema.Draft4Validator(schema)
+    for error in validator.iter_errors(obj):
+        parts = list(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [p for p in error.validator_value if p not in error.instance]
+            parts += missing[:1]
+        yield SchemaError(field_path(parts), error.message)
+
+
+_env = celpy.Environment()
+_programs: dict[str, Any] = {}
+
+
+def _cel(rule: str, value: Any) -> bool:
+    program = _programs.get(rule)
+    if program is None:
+        program = _programs[rule] = _env.program(_env.compile(rule))
+    return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+
+
+def _walk(schema: Schema, value: Any, parts: list[Any]) -> Iterator[SchemaError]:
+    for rule in schema.get("x-kubernetes-validations", []):
+        if not _cel(rule["rule"], value):
+            extra = (
+                rule.get("fieldPath", "").lstrip(".").split(".") if rule.get("fieldPath") else []
+            )
+            yield SchemaError(field_path(parts + extra), rule["message"])
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if props is not None:
+            for key, item in value.items():
+                if key not in props:
+                    yield SchemaError(field_path([*parts, key]), f'unknown field "{key}"')
+                else:
+                    yield from _walk(props[key], item, [*parts, key])
+        elif isinstance(schema.get("additionalProperties"), dict):
+            for key, item in value.items():
+                yield from _walk(schema["additionalProperties"], item, [*parts, key])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            yield from _walk(schema["items"], item, [*parts, index])
+
+
+def validate(crd: Schema, obj: Any) -> list[SchemaError]:
+    """Every error the schema, the CEL rules and the unknown-field check find in ``obj``."""
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    errors = list(_schema_errors(schema, obj))
+    # The API server evaluates CEL only on values that passed the schema checks.
+    if not errors:
+        errors = list(_walk(schema, obj, []))
+    else:
+        errors += [e for e in _walk(schema, obj, []) if e.message.startswith("unknown field")]
+    return errors
