@@ -96,7 +96,8 @@ def _root_schema(kind: str, spec: type[BaseModel], status: type[BaseModel], desc
         "properties": {
             "apiVersion": {"type": "string", "description": "API version: audioextract.dev/v1alpha1."},
             "kind": {"type": "string", "description": f"Kind: {kind}."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # Only "type" is allowed here: the API server refuses a description on metadata.
+            "metadata": {"type": "object"},
             "spec": openapi_schema(spec),
             "status": openapi_schema(status),
         },
