@@ -1,6 +1,7 @@
 """The fake kubelet with the real Job controller: what the operator will rely on."""
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -252,3 +253,139 @@ def test_disruption_does_not_count_toward_backoff_limit(
     (second_name,) = set(kubelet.runs) - {first_name}
     assert kubelet.runs[second_name].exit_code == 0
     assert first_name not in {p["metadata"]["name"] for p in jobs.pods("evicted")}
+
+
+# -- the fake kubelet on its own (bare Pods: no controller manager needed) -------------
+
+
+def pod_manifest(name: str, command: list[str], **container: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "debian:trixie-slim",
+                    "command": command,
+                    "securityContext": RESTRICTED_CONTAINER_SECURITY,
+                    **container,
+                }
+            ],
+        },
+    }
+
+
+def read_pod(core: kubernetes.client.CoreV1Api, name: str, namespace: str) -> dict[str, Any]:
+    response = core.read_namespaced_pod(name, namespace, _preload_content=False)
+    return dict(json.loads(response.data))
+
+
+def wait_phase(
+    core: kubernetes.client.CoreV1Api, name: str, namespace: str, *phases: str
+) -> dict[str, Any]:
+    return wait_for(
+        lambda: (pod := read_pod(core, name, namespace))["status"].get("phase") in phases and pod,
+        what=f"Pod {name} in phase {'/'.join(phases)}",
+    )
+
+
+def test_env_secret_volumes_and_path_rewriting(
+    api_client: kubernetes.client.ApiClient, namespace: str, kubelet: FakeKubelet
+) -> None:
+    core = kubernetes.client.CoreV1Api(api_client)
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t"}}
+    )
+    (kubelet.volume_dir("media") / "in.txt").write_text("hello")
+    script = (
+        'cp "$SOURCE" /scratch/copy && '
+        'echo "$TOKEN $GREETING $(cat /scratch/copy)" > /dev/termination-log && '
+        "cp /scratch/copy /media/out/result.txt"
+    )
+    pod = pod_manifest(
+        "env",
+        ["sh", "-c", script],
+        env=[
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+            {"name": "NAME", "value": "world"},
+            {"name": "GREETING", "value": "hi-$(NAME)"},
+            {"name": "SOURCE", "value": "/media/in.txt"},
+        ],
+        volumeMounts=[
+            {"name": "media", "mountPath": "/media"},
+            {"name": "media", "mountPath": "/media/out", "subPath": "results"},
+            {"name": "scratch", "mountPath": "/scratch"},
+        ],
+    )
+    pod["spec"]["volumes"] = [
+        {"name": "media", "persistentVolumeClaim": {"claimName": "media"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    core.create_namespaced_pod(namespace, pod)
+
+    done = wait_phase(core, "env", namespace, "Succeeded", "Failed")
+
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0, kubelet.runs["env"].output
+    assert terminated["message"] == "s3cr3t hi-world hello\n"
+    assert (kubelet.volume_dir("media") / "results" / "result.txt").read_text() == "hello"
+    run = kubelet.runs["env"]
+    assert run.env["SOURCE"] == str(kubelet.volume_dir("media") / "in.txt")
+    assert run.env["TOKEN"] == "s3cr3t"
+
+
+def test_audio_extract_command_runs_the_console_script(
+    api_client: kubernetes.client.ApiClient, namespace: str, kubelet: FakeKubelet
+) -> None:
+    core = kubernetes.client.CoreV1Api(api_client)
+    pod = pod_manifest(
+        "cli",
+        ["audio-extract"],
+        args=["crds", "--write", "/out"],
+        volumeMounts=[{"name": "out", "mountPath": "/out"}],
+    )
+    pod["spec"]["volumes"] = [{"name": "out", "persistentVolumeClaim": {"claimName": "out"}}]
+    core.create_namespaced_pod(namespace, pod)
+
+    done = wait_phase(core, "cli", namespace, "Succeeded", "Failed")
+
+    run = kubelet.runs["cli"]
+    assert done["status"]["phase"] == "Succeeded", run.output
+    assert run.argv[:3] == [sys.executable, "-m", "audioextract"]
+    written = sorted(p.name for p in kubelet.volume_dir("out").iterdir())
+    assert written == ["batches.audioextract.dev.yaml", "extractionjobs.audioextract.dev.yaml"]
+
+
+def test_deleted_pod_is_killed_and_removed(
+    api_client: kubernetes.client.ApiClient, namespace: str, kubelet: FakeKubelet
+) -> None:
+    core = kubernetes.client.CoreV1Api(api_client)
+    core.create_namespaced_pod(namespace, pod_manifest("sleeper", ["sleep", "60"]))
+    running = wait_phase(core, "sleeper", namespace, "Running")
+    conditions = {c["type"]: c["status"] for c in running["status"]["conditions"]}
+    assert conditions == {
+        "PodScheduled": "True",
+        "PodReadyToStartContainers": "True",
+        "Initialized": "True",
+        "ContainersReady": "True",
+        "Ready": "True",
+    }
+    assert "running" in running["status"]["containerStatuses"][0]["state"]
+
+    core.delete_namespaced_pod("sleeper", namespace)  # default grace period: 30 s
+
+    def gone() -> bool:
+        try:
+            core.read_namespaced_pod("sleeper", namespace)
+        except kubernetes.client.ApiException as e:
+            return e.status == 404
+        return False
+
+    wait_for(gone, timeout=10, what="the Pod to be removed before its grace period ends")
+    run = kubelet.runs["sleeper"]
+    assert run.killed
+    assert run.exit_code == 137

@@ -52,8 +52,11 @@ except (OSError, AttributeError):  # not Linux: process groups and the finalizer
     _prctl = None
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: the only call is a pre-resolved prctl.
+def die_with_parent() -> None:
+    """``preexec_fn``: SIGKILL the child when the thread that started it dies.
+
+    Runs in the child between fork and exec; its only call is a pre-resolved prctl.
+    """
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -233,7 +236,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,  # own process group: killpg reaches everything
-                preexec_fn=_die_with_parent,  # only calls a pre-resolved prctl
+                preexec_fn=die_with_parent,  # only calls a pre-resolved prctl
             )
         self._procs.append((name, proc))
 

@@ -69,6 +69,8 @@ from typing import Any
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.controlplane import die_with_parent
+
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4096  # kubelet: MaxContainerTerminationMessageLength
@@ -448,6 +450,8 @@ class FakeKubelet:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    # Dies with the sync thread that started it (e.g. on kill -9 of pytest).
+                    preexec_fn=die_with_parent,
                 )
             except OSError as e:
                 run.start_error = f"failed to start {run.argv[:1]}: {e}"
