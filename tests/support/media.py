@@ -117,10 +117,16 @@ def integrated_loudness(path: Path | str) -> float:
 
 
 def audio_packets_md5(path: Path | str, track: int = 0) -> str:
-    """MD5 of the audio packets of one track, copied without decoding."""
+    """MD5 of the audio packets of one track, copied without decoding.
+
+    ADTS headers are stripped first (a no-op for AAC from MP4), so a .aac file and
+    the MP4 it was copied from compare equal.
+    """
+    codec = probe(path).codec
+    bsf = ["-bsf:a", "aac_adtstoasc"] if codec == "aac" else []
     out = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{track}", "-c", "copy",
-         "-f", "md5", "-"],
+         *bsf, "-f", "md5", "-"],
         check=True,
         capture_output=True,
         text=True,
