@@ -6,6 +6,7 @@ upload completes; a PUT is a single request with Content-Length, which the serve
 either stores whole or rejects.
 """
 
+import contextlib
 import http.client
 import os
 import secrets
@@ -70,7 +71,8 @@ def to_volume(
             os.fsync(out.fileno())
         partial.replace(target_dir / filename)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
         raise WorkerError(
             ErrorCode.OUTPUT_WRITE_FAILED,
             f"writing to volume {claim!r} failed: {exc.strerror or exc}",
@@ -81,6 +83,7 @@ def to_volume(
 
 def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetConfig) -> str:
     """Upload with boto3 (multipart above 64 MiB); the object appears only when complete."""
+    from boto3.exceptions import Boto3Error
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -108,7 +111,7 @@ def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetCon
             ExtraArgs={"ContentType": CONTENT_TYPES[fmt]},
             Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False),
         )
-    except (BotoCoreError, ClientError, OSError) as exc:
+    except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
         raise WorkerError(
             ErrorCode.OUTPUT_WRITE_FAILED,
             f"upload to s3://{s3.bucket}/{key} failed: {_boto_reason(exc)}",
@@ -121,7 +124,9 @@ def _boto_reason(exc: BaseException) -> str:
     if isinstance(response, dict):
         err = response.get("Error", {})
         return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
-    return type(exc).__name__
+    # boto3 wraps the service error's text (e.g. "(NoSuchBucket) ...") in its own message.
+    text = str(exc)
+    return text[text.index("An error occurred") :] if "An error occurred" in text else type(exc).__name__
 
 
 def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:
