@@ -6,6 +6,7 @@ upload completes; a PUT is a single request with Content-Length, which the serve
 either stores whole or rejects.
 """
 
+import contextlib
 import http.client
 import os
 import secrets
@@ -34,7 +35,13 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 
 def deliver(
-    path: Path, dest: Destination, filename: str, fmt: Format, volumes: VolumeMap, net: NetConfig, log: JsonLogger
+    path: Path,
+    dest: Destination,
+    filename: str,
+    fmt: Format,
+    volumes: VolumeMap,
+    net: NetConfig,
+    log: JsonLogger,
 ) -> str:
     """Put the file at its destination; returns the result's uri (no secrets in it)."""
     if dest.volume is not None:
@@ -48,9 +55,13 @@ def deliver(
     return uri
 
 
-def to_volume(path: Path, volumes: VolumeMap, claim: str, directory: str | None, filename: str) -> str:
+def to_volume(
+    path: Path, volumes: VolumeMap, claim: str, directory: str | None, filename: str
+) -> str:
     """Copy into the claim's directory under a hidden name, fsync, then rename into place."""
-    target_dir = volumes.resolve(claim, directory, ErrorCode.OUTPUT_WRITE_FAILED, ErrorCode.INVALID_SPEC)
+    target_dir = volumes.resolve(
+        claim, directory, ErrorCode.OUTPUT_WRITE_FAILED, ErrorCode.INVALID_SPEC
+    )
     partial = target_dir / f".{filename}.partial-{secrets.token_hex(4)}"
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
@@ -60,9 +71,11 @@ def to_volume(path: Path, volumes: VolumeMap, claim: str, directory: str | None,
             os.fsync(out.fileno())
         partial.replace(target_dir / filename)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
         raise WorkerError(
-            ErrorCode.OUTPUT_WRITE_FAILED, f"writing to volume {claim!r} failed: {exc.strerror or exc}"
+            ErrorCode.OUTPUT_WRITE_FAILED,
+            f"writing to volume {claim!r} failed: {exc.strerror or exc}",
         ) from exc
     rel = "/".join(p for p in ((directory or "").strip("/"), filename) if p)
     return f"volume://{claim}/{rel}"
@@ -70,6 +83,7 @@ def to_volume(path: Path, volumes: VolumeMap, claim: str, directory: str | None,
 
 def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetConfig) -> str:
     """Upload with boto3 (multipart above 64 MiB); the object appears only when complete."""
+    from boto3.exceptions import Boto3Error
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -79,9 +93,13 @@ def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetCon
         try:
             check_url(s3.endpoint, net.policy)
         except BlockedAddressError as exc:
-            raise WorkerError(ErrorCode.INVALID_SPEC, f"destination endpoint blocked by the URL guard: {exc}") from exc
+            raise WorkerError(
+                ErrorCode.INVALID_SPEC, f"destination endpoint blocked by the URL guard: {exc}"
+            ) from exc
         except OSError as exc:
-            raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"destination endpoint: {exc}") from exc
+            raise WorkerError(
+                ErrorCode.OUTPUT_WRITE_FAILED, f"destination endpoint: {exc}"
+            ) from exc
     prefix = s3.prefix or ""
     key = f"{prefix}{filename}"
     client = s3_client(s3.endpoint, s3.region)
@@ -93,8 +111,11 @@ def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetCon
             ExtraArgs={"ContentType": CONTENT_TYPES[fmt]},
             Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False),
         )
-    except (BotoCoreError, ClientError, OSError) as exc:
-        raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"upload to s3://{s3.bucket}/{key} failed: {_boto_reason(exc)}") from exc
+    except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
+        raise WorkerError(
+            ErrorCode.OUTPUT_WRITE_FAILED,
+            f"upload to s3://{s3.bucket}/{key} failed: {_boto_reason(exc)}",
+        ) from exc
     return f"s3://{s3.bucket}/{key}"
 
 
@@ -103,7 +124,9 @@ def _boto_reason(exc: BaseException) -> str:
     if isinstance(response, dict):
         err = response.get("Error", {})
         return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
-    return type(exc).__name__
+    # boto3 wraps the service error's text (e.g. "(NoSuchBucket) ...") in its own message.
+    text = str(exc)
+    return text[text.index("An error occurred") :] if "An error occurred" in text else type(exc).__name__
 
 
 def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:
@@ -112,7 +135,11 @@ def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:
     try:
         conn = connect(url, net)
     except WorkerError as exc:
-        code = ErrorCode.INVALID_SPEC if exc.code == ErrorCode.SOURCE_FORBIDDEN else ErrorCode.OUTPUT_WRITE_FAILED
+        code = (
+            ErrorCode.INVALID_SPEC
+            if exc.code == ErrorCode.SOURCE_FORBIDDEN
+            else ErrorCode.OUTPUT_WRITE_FAILED
+        )
         raise WorkerError(code, f"destination {shown}: {exc.message}") from exc
     size = path.stat().st_size
     try:

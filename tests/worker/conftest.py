@@ -1,0 +1,92 @@
+"""Driving the worker as a subprocess, the way the Job runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audioextract.api.status import JobError, JobResult
+from tests.support.s3 import S3_ENV
+
+LOOPBACK = "127.0.0.0/8"
+
+
+@dataclass
+class Run:
+    returncode: int
+    result: dict[str, Any]
+    raw: str
+    stderr: str
+    out_dir: Path
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return self.result.get("error", {})
+
+    def logs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+
+
+RunWorker = Callable[..., Run]
+
+
+@pytest.fixture
+def run_worker(tmp_path: Path, media_files: dict[str, Path]) -> RunWorker:
+    """Run ``python -m audioextract worker`` on a task; volumes ``media`` (sources) and ``out``."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def run(
+        source: dict[str, Any],
+        output: dict[str, Any] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        timeout_seconds: int = 60,
+        name: str = "job",
+        allow_loopback: bool = True,
+    ) -> Run:
+        output = dict(output or {})
+        output.setdefault("format", "mp3")
+        output.setdefault("destination", {"volume": {"claimName": "out"}})
+        task = {"name": name, "source": source, "output": output, "timeoutSeconds": timeout_seconds}
+        task_file = tmp_path / "task.json"
+        task_file.write_text(json.dumps(task))
+        result_file = tmp_path / "result.json"
+        result_file.unlink(missing_ok=True)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIOEXTRACT_", "AWS_"))}
+        full_env.update(S3_ENV)
+        full_env["AUDIOEXTRACT_TEMP_DIR"] = str(tmp_path / "scratch")
+        if allow_loopback:
+            full_env["AUDIOEXTRACT_ALLOW_NETWORKS"] = LOOPBACK
+        full_env.update(env or {})
+        media_dir = next(iter(media_files.values())).parent
+        proc = subprocess.run(
+            [sys.executable, "-m", "audioextract", "worker", "--task", str(task_file), "--result",
+             str(result_file), "--volume", f"media={media_dir}", "--volume", f"out={out_dir}"],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        raw = result_file.read_text() if result_file.exists() else ""
+        assert raw, f"no result written; stderr:\n{proc.stderr}"
+        assert len(raw.encode()) <= 4096
+        result = json.loads(raw)
+        if "error" in result:
+            JobError.model_validate(result["error"])
+        else:
+            JobResult.model_validate(result)
+        return Run(proc.returncode, result, raw, proc.stderr, out_dir)
+
+    return run
+
+
+def media(name: str) -> dict[str, Any]:
+    """A source on the ``media`` volume."""
+    return {"volume": {"claimName": "media", "path": name}}
