@@ -7,6 +7,7 @@ resources, the webhook retry schedule) are JSON in the environment.
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from audioextract.api.constants import MAX_JOBS_PER_BATCH
 from audioextract.api.spec import Destination
 from audioextract.reconcile.manifest import WorkerConfig
 
@@ -31,7 +32,7 @@ class Settings(BaseSettings):
         description="Most worker Jobs running at once, operator-wide (Kueue jobs excluded).",
     )
     max_jobs_per_batch: int = Field(
-        default=500, ge=1, description="Largest Batch the operator accepts."
+        default=MAX_JOBS_PER_BATCH, ge=1, description="Largest Batch the operator accepts."
     )
     default_requests: dict[str, str] = Field(
         default_factory=lambda: {"cpu": "500m", "memory": "256Mi"},
