@@ -89,5 +89,8 @@ def test_lease_one_leader_then_takeover_after_expiry():
         assert store.lease["spec"]["holderIdentity"] == "b"
         assert store.lease["spec"]["leaseTransitions"] == 1
         assert not await a.try_acquire() and not a.leading
+        await b.release()
+        assert store.lease["spec"]["holderIdentity"] == ""
+        assert await a.try_acquire() and a.leading  # released: no need to wait for expiry
 
     asyncio.run(scenario())

@@ -100,6 +100,25 @@ class LeaderElector:
         self._expires = now + timedelta(seconds=self.duration)
         return True
 
+    async def release(self) -> None:
+        """Give the Lease up on a clean shutdown so another instance takes over at once.
+
+        As client-go does: clear the holder and shorten the duration; best effort.
+        """
+        if not self.is_leader:
+            return
+        self.is_leader = False
+        try:
+            lease = await self.kube.read_lease(self.namespace, self.name)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = ""
+            lease["spec"]["leaseDurationSeconds"] = 1
+            await self.kube.replace_lease(self.namespace, self.name, lease)
+            log.info("released lease %s/%s", self.namespace, self.name)
+        except Exception as exc:
+            log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
+
     async def run(self, changed: asyncio.Event) -> None:
         """Renew forever; set ``changed`` whenever leadership is gained."""
         while True:

@@ -81,6 +81,8 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if elector is not None:
+            await elector.release()
 
 
 def run(args: argparse.Namespace) -> int:
