@@ -127,3 +127,35 @@ def test_failure_policy_cancels_the_rest_and_ttl_deletes_the_batch(
         return False
 
     wait_for(gone, timeout=30, what="Batch deleted by its TTL")
+
+
+def test_standalone_extraction_job_runs_and_its_job_is_cleaned_up(
+    namespace: str, kubelet: FakeKubelet, op: OperatorProcess, custom: Any, api_client: Any
+) -> None:
+    make_video(kubelet.volume_dir("media") / "solo.mp4")
+    kubelet.volume_dir("out")
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ExtractionJob",
+        "metadata": {"name": "solo"},
+        "spec": {
+            "source": {"volume": {"claimName": "media", "path": "solo.mp4"}},
+            "output": {"format": "flac", "destination": {"volume": {"claimName": "out"}}},
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs", body)
+
+    def succeeded() -> dict[str, Any] | None:
+        ej = get(custom, namespace, "extractionjobs", "solo")
+        return ej if (ej.get("status") or {}).get("phase") == "Succeeded" else None
+
+    ej = wait_for(succeeded, timeout=60, interval=0.3, what="ExtractionJob Succeeded")
+    result = ej["status"]["result"]
+    assert result["format"] == "flac" and result["uri"] == "volume://out/solo.flac"
+    assert ej["status"]["jobName"] == "solo-1" and ej["status"]["attempts"] == 1
+    batch_api = kubernetes.client.BatchV1Api(api_client)
+    wait_for(
+        lambda: not batch_api.list_namespaced_job(namespace, label_selector=JOB_SELECTOR).items,
+        timeout=30,
+        what="Job cleaned up",
+    )
