@@ -164,6 +164,9 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
         )
         entries = {e["name"]: e for e in st["jobs"]}
         assert entries["bad"]["phase"] == "Failed"
+        # No kopf state on the objects: no last-handled-configuration, no finalizer.
+        assert not [a for a in batch["metadata"].get("annotations", {}) if a.startswith("kopf.")]
+        assert not batch["metadata"].get("finalizers")
 
         bad = get(custom, namespace, "extractionjobs", "episode-bad")
         # The worker's own diagnosis, carried through podFailurePolicy and the termination message.
