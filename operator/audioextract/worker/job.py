@@ -167,14 +167,18 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
     if data is None:
         raise _source_failure(source, 1, stderr, ErrorCode.DECODE_FAILED)
     container = str(data.get("format", {}).get("format_name", ""))
-    if source.proxy is not None and not source.proxy.range_supported and "mov" in container.split(","):
-        # ffprobe can read through to an index at the end, but ffmpeg then cannot go
-        # back to the media data without Range requests.
-        if not _index_first(ctx, source):
-            _download(ctx, source)
-            data, stderr = process.ffprobe_json(source.url, source.options, ctx.deadline)
-            if data is None:
-                raise _source_failure(source, 1, stderr, ErrorCode.DECODE_FAILED)
+    streamed_mov = (
+        source.proxy is not None
+        and not source.proxy.range_supported
+        and "mov" in container.split(",")
+    )
+    # ffprobe can read through to an index at the end, but ffmpeg then cannot go
+    # back to the media data without Range requests.
+    if streamed_mov and not _index_first(ctx, source):
+        _download(ctx, source)
+        data, stderr = process.ffprobe_json(source.url, source.options, ctx.deadline)
+        if data is None:
+            raise _source_failure(source, 1, stderr, ErrorCode.DECODE_FAILED)
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
     track = ctx.task.source.audio_track or 0
     if not streams:
@@ -184,7 +188,8 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
     if track >= len(streams):
         raise WorkerError(
             ErrorCode.NO_AUDIO_STREAM,
-            f"{source.shown}: audioTrack {track} requested but the source has {len(streams)} audio stream(s)",
+            f"{source.shown}: audioTrack {track} requested "
+            f"but the source has {len(streams)} audio stream(s)",
         )
     stream = streams[track]
     duration = _float(stream.get("duration")) or _float(data.get("format", {}).get("duration"))
