@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint fmt crds crds-check clean
+.PHONY: venv test lint fmt crds crds-check clean bench-worker
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -35,6 +35,10 @@ crds: venv
 
 crds-check: venv
 	$(BIN)/audio-extract crds --check
+
+# Worker vs bare ffmpeg on a generated 10-minute 720p video (BENCH_ARGS="--minutes 2" for a quick run).
+bench-worker: venv
+	$(BIN)/python bench/worker.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

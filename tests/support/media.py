@@ -14,7 +14,12 @@ _VIDEO = ["-f", "lavfi", "-i", f"testsrc=size=160x120:rate=10:duration={SECONDS}
 def _tone(freq: int = 440, rate: int = 48000, seconds: float = SECONDS) -> list[str]:
     # A tone plus quiet noise: loudness meters and encoders behave as with real audio.
     expr = f"0.2*sin(2*PI*{freq}*t)+0.02*(random(0)-0.5)"
-    return ["-f", "lavfi", "-i", f"aevalsrc=exprs='{expr}|{expr}':sample_rate={rate}:duration={seconds}"]
+    return [
+        "-f",
+        "lavfi",
+        "-i",
+        f"aevalsrc=exprs='{expr}|{expr}':sample_rate={rate}:duration={seconds}",
+    ]
 
 
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
@@ -26,8 +31,20 @@ RECIPES: dict[str, list[str]] = {
     "av.mov": [*_VIDEO, *_tone(rate=44100), *X264, "-c:a", "aac", "-b:a", "96k"],
     "av.mkv": [*_VIDEO, *_tone(), *X264, "-c:a", "libmp3lame", "-b:a", "128k"],
     "av.webm": [
-        *_VIDEO, *_tone(), "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "100k",
-        "-c:a", "libopus", "-b:a", "96k",
+        *_VIDEO,
+        *_tone(),
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "100k",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "96k",
     ],
     "audio.m4a": [*_tone(), "-c:a", "aac", "-b:a", "128k"],
     "vorbis.ogg": [*_tone(), "-c:a", "libvorbis", "-q:a", "4"],
@@ -37,8 +54,22 @@ RECIPES: dict[str, list[str]] = {
     "alac.mov": [*_VIDEO, *_tone(), *X264, "-c:a", "alac"],
     "video-only.mp4": [*_VIDEO, *X264],
     "two-tracks.mkv": [
-        *_VIDEO, *_tone(440), *_tone(880), *X264, "-map", "0:v", "-map", "1:a", "-map", "2:a",
-        "-c:a", "aac", "-ac:a:0", "1", "-ac:a:1", "2",
+        *_VIDEO,
+        *_tone(440),
+        *_tone(880),
+        *X264,
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-map",
+        "2:a",
+        "-c:a",
+        "aac",
+        "-ac:a:0",
+        "1",
+        "-ac:a:1",
+        "2",
     ],
 }
 
@@ -51,7 +82,8 @@ def generate(directory: Path) -> dict[str, Path]:
         path = directory / name
         if not path.exists():
             subprocess.run(
-                ["ffmpeg", "-nostdin", "-v", "error", "-y", *args, "-shortest", str(path)], check=True
+                ["ffmpeg", "-nostdin", "-v", "error", "-y", *args, "-shortest", str(path)],
+                check=True,
             )
         paths[name] = path
     garbage = directory / "garbage.mp4"
@@ -81,7 +113,16 @@ class Probe:
 def probe(path: Path | str) -> Probe:
     """ffprobe a file's first audio stream."""
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            str(path),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -106,13 +147,26 @@ def probe(path: Path | str) -> Probe:
 def integrated_loudness(path: Path | str) -> float:
     """Integrated loudness (LUFS) measured with ffmpeg's ebur128 filter."""
     err = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
-         "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=framelog=verbose",
+            "-f",
+            "null",
+            "-",
+        ],
         check=True,
         capture_output=True,
         text=True,
     ).stderr
-    summary = err[err.rindex("Integrated loudness:"):]
+    summary = err[err.rindex("Integrated loudness:") :]
     return float(summary.split("I:", 1)[1].split("LUFS", 1)[0])
 
 
@@ -125,8 +179,22 @@ def audio_packets_md5(path: Path | str, track: int = 0) -> str:
     codec = probe(path).codec
     bsf = ["-bsf:a", "aac_adtstoasc"] if codec == "aac" else []
     out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{track}", "-c", "copy",
-         *bsf, "-f", "md5", "-"],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            f"0:a:{track}",
+            "-c",
+            "copy",
+            *bsf,
+            "-f",
+            "md5",
+            "-",
+        ],
         check=True,
         capture_output=True,
         text=True,

@@ -34,9 +34,18 @@ def out(**kw: object) -> Output:
 
 @pytest.mark.parametrize(
     ("fmt", "codec", "copy"),
-    [("m4a", "aac", True), ("aac", "aac", True), ("mp3", "aac", False), ("flac", "flac", True),
-     ("wav", "pcm_s16le", True), ("opus", "opus", True), ("ogg", "vorbis", True), ("alac", "alac", True),
-     ("ogg", "opus", False), ("alac", "aac", False)],
+    [
+        ("m4a", "aac", True),
+        ("aac", "aac", True),
+        ("mp3", "aac", False),
+        ("flac", "flac", True),
+        ("wav", "pcm_s16le", True),
+        ("opus", "opus", True),
+        ("ogg", "vorbis", True),
+        ("alac", "alac", True),
+        ("ogg", "opus", False),
+        ("alac", "aac", False),
+    ],
 )
 def test_stream_copy_when_codec_fits(fmt: str, codec: str, copy: bool) -> None:
     src = AudioInfo(codec=codec, sample_rate=48000, channels=2)
@@ -47,15 +56,23 @@ def test_stream_copy_when_codec_fits(fmt: str, codec: str, copy: bool) -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [{"normalize": True}, {"startSeconds": 1}, {"durationSeconds": 5}, {"sampleRate": 48000},
-     {"channels": 1}, {"bitrate": "64k"}],
+    [
+        {"normalize": True},
+        {"startSeconds": 1},
+        {"durationSeconds": 5},
+        {"sampleRate": 48000},
+        {"channels": 1},
+        {"bitrate": "64k"},
+    ],
 )
 def test_processing_prevents_stream_copy(extra: dict[str, object]) -> None:
     assert plan_encode(out(format="m4a", **extra), AAC).stream_copy is False
 
 
 def test_same_values_as_source_keep_stream_copy() -> None:
-    plan = plan_encode(out(format="m4a", sampleRate=44100, channels=2, bitrate="128k", quality=None), AAC)
+    plan = plan_encode(
+        out(format="m4a", sampleRate=44100, channels=2, bitrate="128k", quality=None), AAC
+    )
     assert plan.stream_copy is True
 
 
@@ -64,11 +81,16 @@ def test_presets_and_explicit_bitrate() -> None:
     assert plan_encode(out(quality="low"), AAC).options == {"q:a": 6}
     assert plan_encode(out(), AAC).options == {"q:a": 4}
     assert plan_encode(out(bitrate="192k"), AAC).options == {"b:a": "192k"}
-    assert plan_encode(out(format="opus", bitrate="64k"), AAC).options == {"b:a": "64k", "vbr": "off"}
+    assert plan_encode(out(format="opus", bitrate="64k"), AAC).options == {
+        "b:a": "64k",
+        "vbr": "off",
+    }
     assert plan_encode(out(format="ogg", quality="medium"), AAC).options == {"q:a": 5}
 
 
-@pytest.mark.parametrize(("asked", "got"), [(None, 48000), (44100, 48000), (22050, 48000), (24000, 24000)])
+@pytest.mark.parametrize(
+    ("asked", "got"), [(None, 48000), (44100, 48000), (22050, 48000), (24000, 24000)]
+)
 def test_opus_sample_rates(asked: int | None, got: int) -> None:
     plan = plan_encode(out(format="opus", sampleRate=asked), AAC)
     assert plan.sample_rate == got
@@ -89,8 +111,13 @@ def test_lossless_bit_depth() -> None:
 
 
 def test_command_maps_audio_only_and_hardens_input() -> None:
-    inp = InputSpec("http://127.0.0.1:1/t", {"protocol_whitelist": "http,tcp", "format_whitelist": DEMUXERS},
-                    audio_track=2, start=1.5, duration=3)
+    inp = InputSpec(
+        "http://127.0.0.1:1/t",
+        {"protocol_whitelist": "http,tcp", "format_whitelist": DEMUXERS},
+        audio_track=2,
+        start=1.5,
+        duration=3,
+    )
     plan = plan_encode(out(format="mp3", tags={"title": "T"}), AAC)
     args = build_command(inp, plan, "/tmp/o.mp3", tags={"title": "T"})
     assert args[0] == "ffmpeg"
@@ -115,7 +142,9 @@ def test_measure_command_uses_ebur128() -> None:
 def test_loudnorm_targets_and_filter() -> None:
     targets = loudness_targets(out(loudness={"integratedLufs": -16}))
     assert targets == Loudness(integrated_lufs=-16, true_peak_db=-1, lra=7)
-    text = loudnorm_filter(targets, Measurement(integrated=-30.5, threshold=-40.9, lra=3.2, true_peak=-12.0))
+    text = loudnorm_filter(
+        targets, Measurement(integrated=-30.5, threshold=-40.9, lra=3.2, true_peak=-12.0)
+    )
     assert text.startswith("loudnorm=I=-16.00:TP=-1.00:LRA=7.00:measured_I=-30.50")
     assert "linear=true" in text and "measured_thresh=-40.90" in text
 
@@ -145,8 +174,12 @@ def test_parse_ebur128() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "filename", "name", "want"),
-    [("mp3", None, "job", "job.mp3"), ("alac", "x", "job", "x.m4a"), ("flac", "a.flac", "j", "a.flac"),
-     ("opus", "a.FLAC", "j", "a.FLAC.opus")],
+    [
+        ("mp3", None, "job", "job.mp3"),
+        ("alac", "x", "job", "x.m4a"),
+        ("flac", "a.flac", "j", "a.flac"),
+        ("opus", "a.FLAC", "j", "a.FLAC.opus"),
+    ],
 )
 def test_output_filename(fmt: str, filename: str | None, name: str, want: str) -> None:
     assert output_filename(Output(format=Format(fmt), filename=filename), name) == want
@@ -162,17 +195,33 @@ def test_mp4_index_first() -> None:
 
 
 def test_redact_url() -> None:
-    assert redact_url("https://user:pw@host:8443/a/b.mp4?X-Amz-Signature=s#f") == "https://host:8443/a/b.mp4"
+    assert (
+        redact_url("https://user:pw@host:8443/a/b.mp4?X-Amz-Signature=s#f")
+        == "https://host:8443/a/b.mp4"
+    )
 
 
 def test_result_json_bounded_and_valid() -> None:
-    err = JobError(code=ErrorCode.DECODE_FAILED, message=scrub("x" * 5000 + " https://h/p?sig=secret"), retryable=False)
+    err = JobError(
+        code=ErrorCode.DECODE_FAILED,
+        message=scrub("x" * 5000 + " https://h/p?sig=secret"),
+        retryable=False,
+    )
     text = result_json(err)
     assert len(text.encode()) <= 4096
     JobError.model_validate(json.loads(text)["error"])
     assert "secret" not in scrub("failed: https://h/p?sig=secret and more")
-    res = JobResult(uri="s3://b/" + "k" * 4080, size_bytes=1, duration_seconds=1, format="mp3", codec="mp3",
-                    sample_rate=44100, channels=2, sha256="0" * 64, stream_copied=False)
+    res = JobResult(
+        uri="s3://b/" + "k" * 4080,
+        size_bytes=1,
+        duration_seconds=1,
+        format="mp3",
+        codec="mp3",
+        sample_rate=44100,
+        channels=2,
+        sha256="0" * 64,
+        stream_copied=False,
+    )
     text = result_json(res)
     assert len(text.encode()) <= 4096
     JobResult.model_validate(json.loads(text))

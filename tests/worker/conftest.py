@@ -59,7 +59,9 @@ def run_worker(tmp_path: Path, media_files: dict[str, Path]) -> RunWorker:
         task_file.write_text(json.dumps(task))
         result_file = tmp_path / "result.json"
         result_file.unlink(missing_ok=True)
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIOEXTRACT_", "AWS_"))}
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AUDIOEXTRACT_", "AWS_"))
+        }
         full_env.update(S3_ENV)
         full_env["AUDIOEXTRACT_TEMP_DIR"] = str(tmp_path / "scratch")
         if allow_loopback:
@@ -67,8 +69,20 @@ def run_worker(tmp_path: Path, media_files: dict[str, Path]) -> RunWorker:
         full_env.update(env or {})
         media_dir = next(iter(media_files.values())).parent
         proc = subprocess.run(
-            [sys.executable, "-m", "audioextract", "worker", "--task", str(task_file), "--result",
-             str(result_file), "--volume", f"media={media_dir}", "--volume", f"out={out_dir}"],
+            [
+                sys.executable,
+                "-m",
+                "audioextract",
+                "worker",
+                "--task",
+                str(task_file),
+                "--result",
+                str(result_file),
+                "--volume",
+                f"media={media_dir}",
+                "--volume",
+                f"out={out_dir}",
+            ],
             env=full_env,
             capture_output=True,
             text=True,

@@ -16,7 +16,9 @@ from tests.worker.conftest import LOOPBACK, RunWorker, media
 
 def test_volume_destination_is_atomic_and_named(run_worker: RunWorker) -> None:
     run = run_worker(
-        media("av.mp4"), {"format": "flac", "destination": {"volume": {"claimName": "out", "path": "a/b"}}}, name="ep1"
+        media("av.mp4"),
+        {"format": "flac", "destination": {"volume": {"claimName": "out", "path": "a/b"}}},
+        name="ep1",
     )
     assert run.returncode == 0, run.stderr
     assert run.result["uri"] == "volume://out/a/b/ep1.flac"
@@ -38,9 +40,17 @@ def test_presigned_put(run_worker: RunWorker, media_server: MediaServer) -> None
     assert "topsecret" not in run.stderr and "topsecret" not in run.raw
 
 
-def test_put_failure_is_output_write_failed(run_worker: RunWorker, media_server: MediaServer) -> None:
-    run = run_worker(media("av.mp4"), {"destination": {"url": media_server.url("status/500?sig=x")}})
-    assert (run.returncode, run.error["code"], run.error["retryable"]) == (22, "OutputWriteFailed", True)
+def test_put_failure_is_output_write_failed(
+    run_worker: RunWorker, media_server: MediaServer
+) -> None:
+    run = run_worker(
+        media("av.mp4"), {"destination": {"url": media_server.url("status/500?sig=x")}}
+    )
+    assert (run.returncode, run.error["code"], run.error["retryable"]) == (
+        22,
+        "OutputWriteFailed",
+        True,
+    )
     assert "500" in run.error["message"]
 
 
@@ -53,13 +63,16 @@ def test_unwritable_directory_is_output_write_failed(run_worker: RunWorker) -> N
     # A file where the destination directory should be: mkdir fails even for root.
     run = run_worker(media("av.mp4"), name="first")
     (run.out_dir / "blocker").write_text("x")
-    run = run_worker(media("av.mp4"), {"destination": {"volume": {"claimName": "out", "path": "blocker/sub"}}})
+    run = run_worker(
+        media("av.mp4"), {"destination": {"volume": {"claimName": "out", "path": "blocker/sub"}}}
+    )
     assert (run.returncode, run.error["code"]) == (22, "OutputWriteFailed"), run.raw
 
 
 def test_s3_missing_bucket_is_output_write_failed(run_worker: RunWorker, s3_endpoint: str) -> None:
     run = run_worker(
-        media("av.mp4"), {"destination": {"s3": {"bucket": "no-such-bucket", "endpoint": s3_endpoint}}}
+        media("av.mp4"),
+        {"destination": {"s3": {"bucket": "no-such-bucket", "endpoint": s3_endpoint}}},
     )
     assert (run.returncode, run.error["code"]) == (22, "OutputWriteFailed"), run.raw
     assert "NoSuchBucket" in run.error["message"]
@@ -76,10 +89,24 @@ def test_sigterm_cancels_and_cleans_up(tmp_path: Path, media_server: MediaServer
     (tmp_path / "task.json").write_text(json.dumps(task))
     (tmp_path / "out").mkdir()
     scratch = tmp_path / "scratch"
-    env = {**os.environ, "AUDIOEXTRACT_ALLOW_NETWORKS": LOOPBACK, "AUDIOEXTRACT_TEMP_DIR": str(scratch)}
+    env = {
+        **os.environ,
+        "AUDIOEXTRACT_ALLOW_NETWORKS": LOOPBACK,
+        "AUDIOEXTRACT_TEMP_DIR": str(scratch),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "audioextract", "worker", "--task", str(tmp_path / "task.json"),
-         "--result", str(tmp_path / "result.json"), "--volume", f"out={tmp_path / 'out'}"],
+        [
+            sys.executable,
+            "-m",
+            "audioextract",
+            "worker",
+            "--task",
+            str(tmp_path / "task.json"),
+            "--result",
+            str(tmp_path / "result.json"),
+            "--volume",
+            f"out={tmp_path / 'out'}",
+        ],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,4 +1,7 @@
-"""Every format with each preset and an explicit bitrate, checked with ffprobe; normalisation; stream copy."""
+"""Every format with each preset and an explicit bitrate, checked with ffprobe.
+
+Also loudness normalisation and bit-identical stream copy.
+"""
 
 import subprocess
 from pathlib import Path
@@ -33,7 +36,9 @@ def test_lossy_presets_and_bitrate(run_worker: RunWorker, fmt: str) -> None:
     codec, container, bitrate, tolerance = LOSSY[fmt]
     rates = []
     for quality in ("low", "medium", "high"):
-        run = run_worker(media("flac.mkv"), {"format": fmt, "quality": quality}, name=f"{fmt}-{quality}")
+        run = run_worker(
+            media("flac.mkv"), {"format": fmt, "quality": quality}, name=f"{fmt}-{quality}"
+        )
         assert run.returncode == 0, run.stderr
         probe = m.probe(_out(run.out_dir, run.result))
         assert (probe.codec, probe.format_name) == (codec, container)
@@ -156,5 +161,7 @@ def test_never_decodes_video(run_worker: RunWorker, media_files: dict[str, Path]
     # The encode command maps only the audio track and disables video/subtitle/data.
     start = next(e for e in run.logs() if e["event"] == "encode-start")
     assert start["streamCopy"] is False
-    out = subprocess.run(["ffprobe", "-v", "error", str(media_files["av.mp4"])], capture_output=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", str(media_files["av.mp4"])], capture_output=True, check=True
+    )
     assert out.returncode == 0

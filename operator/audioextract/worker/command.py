@@ -246,7 +246,8 @@ def loudnorm_filter(targets: Loudness, measured: Measurement) -> str:
 
 
 _SUMMARY = re.compile(
-    r"Integrated loudness:\s*I:\s*(?P<i>-?[\d.]+|-inf)\s*LUFS\s*Threshold:\s*(?P<thr>-?[\d.]+|-inf)\s*LUFS"
+    r"Integrated loudness:\s*I:\s*(?P<i>-?[\d.]+|-inf)\s*LUFS"
+    r"\s*Threshold:\s*(?P<thr>-?[\d.]+|-inf)\s*LUFS"
     r".*?Loudness range:\s*LRA:\s*(?P<lra>-?[\d.]+)\s*LU"
     r"(?:.*?True peak:\s*Peak:\s*(?P<tp>-?[\d.]+|-inf)\s*dBFS)?",
     re.S,

@@ -126,7 +126,11 @@ def _boto_reason(exc: BaseException) -> str:
         return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
     # boto3 wraps the service error's text (e.g. "(NoSuchBucket) ...") in its own message.
     text = str(exc)
-    return text[text.index("An error occurred") :] if "An error occurred" in text else type(exc).__name__
+    return (
+        text[text.index("An error occurred") :]
+        if "An error occurred" in text
+        else type(exc).__name__
+    )
 
 
 def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:

@@ -36,6 +36,7 @@ from audioextract.worker.settings import WorkerSettings
 from audioextract.worker.storage import VolumeMap, parse_s3_url, s3_client
 
 PRESIGN_SECONDS = 3600
+RW_TIMEOUT_MARGIN = 10.0
 
 
 @dataclass
@@ -112,9 +113,7 @@ def open_source(ctx: Context) -> Iterator[Source]:
         bucket, key = parse_s3_url(src.url)
         s3 = src.s3
         client = s3_client(s3.endpoint if s3 else None, s3.region if s3 else None)
-        url = client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGN_SECONDS
-        )
+        url = presign_get(client, bucket, key)
         shown = src.url
     else:
         url, shown = src.url, redact_url(src.url)
@@ -131,11 +130,28 @@ def open_source(ctx: Context) -> Iterator[Source]:
         options = {
             "protocol_whitelist": "http,tcp",
             "format_whitelist": DEMUXERS,
-            "rw_timeout": int(ctx.settings.rw_timeout * 1e6),
+            # Longer than the proxy's own upstream timeout, so that the proxy, which
+            # knows why, reports a stalled source rather than ffmpeg.
+            "rw_timeout": int((ctx.settings.rw_timeout + RW_TIMEOUT_MARGIN) * 1e6),
             # The proxy follows (and checks) redirects; ffmpeg must not.
             "max_redirects": 0,
         }
         yield Source(url=proxy.local_url, options=options, shown=shown, proxy=proxy)
+
+
+def presign_get(client: Any, bucket: str, key: str) -> str:
+    """A presigned GET URL for an S3 object; missing credentials are SourceForbidden."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        url: str = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGN_SECONDS
+        )
+    except BotoCoreError as exc:
+        raise WorkerError(
+            ErrorCode.SOURCE_FORBIDDEN, f"s3://{bucket}/{key}: cannot sign the request: {exc}"
+        ) from exc
+    return url
 
 
 def _file_options() -> dict[str, Any]:
@@ -167,14 +183,18 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
     if data is None:
         raise _source_failure(source, 1, stderr, ErrorCode.DECODE_FAILED)
     container = str(data.get("format", {}).get("format_name", ""))
-    if source.proxy is not None and not source.proxy.range_supported and "mov" in container.split(","):
-        # ffprobe can read through to an index at the end, but ffmpeg then cannot go
-        # back to the media data without Range requests.
-        if not _index_first(ctx, source):
-            _download(ctx, source)
-            data, stderr = process.ffprobe_json(source.url, source.options, ctx.deadline)
-            if data is None:
-                raise _source_failure(source, 1, stderr, ErrorCode.DECODE_FAILED)
+    streamed_mov = (
+        source.proxy is not None
+        and not source.proxy.range_supported
+        and "mov" in container.split(",")
+    )
+    # ffprobe can read through to an index at the end, but ffmpeg then cannot go
+    # back to the media data without Range requests.
+    if streamed_mov and not _index_first(ctx, source):
+        _download(ctx, source)
+        data, stderr = process.ffprobe_json(source.url, source.options, ctx.deadline)
+        if data is None:
+            raise _source_failure(source, 1, stderr, ErrorCode.DECODE_FAILED)
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
     track = ctx.task.source.audio_track or 0
     if not streams:
@@ -184,7 +204,8 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
     if track >= len(streams):
         raise WorkerError(
             ErrorCode.NO_AUDIO_STREAM,
-            f"{source.shown}: audioTrack {track} requested but the source has {len(streams)} audio stream(s)",
+            f"{source.shown}: audioTrack {track} requested "
+            f"but the source has {len(streams)} audio stream(s)",
         )
     stream = streams[track]
     duration = _float(stream.get("duration")) or _float(data.get("format", {}).get("duration"))

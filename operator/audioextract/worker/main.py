@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=DIR",
         action="append",
         default=[],
-        help=f"PersistentVolumeClaim NAME is mounted at DIR (repeatable; default ${VOLUMES_ROOT_ENV}/NAME)",
+        help="PersistentVolumeClaim NAME is mounted at DIR "
+        f"(repeatable; default ${VOLUMES_ROOT_ENV}/NAME)",
     )
     parser.add_argument(
         "--temp-dir", metavar="DIR", help=f"scratch directory (default ${TEMP_DIR_ENV}, else /tmp)"
