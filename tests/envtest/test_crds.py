@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from audioextract.api.constants import MAX_JOBS_PER_BATCH
+from tests.support.bad_inputs import BAD_INPUTS, BadInput
+from tests.support.builders import batch, batch_job
 from tests.support.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -95,3 +98,29 @@ def test_printer_columns(control_plane: ControlPlane, crds: list[str], namespace
     ]
     names = {r[0] for r in _table(control_plane, "-n", namespace, "audioextract", "-o", "name")}
     assert names == {"extractionjob.audioextract.dev/clip", "batch.audioextract.dev/episode"}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda c: c.id)
+def test_api_server_refuses_every_bad_input(
+    control_plane: ControlPlane, crds: list[str], case: BadInput
+) -> None:
+    # The same table the models and cel-python check: one table, three engines.
+    result = control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", "default", "-f", "-",
+        input=json.dumps(case.obj), check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"{case.id}: the API server accepted it"
+    assert case.field in output, f"{case.id}: {case.field} not named in:\n{output}"
+    assert case.message in output, f"{case.id}: {case.message!r} not in:\n{output}"
+
+
+def test_largest_batch_is_accepted(control_plane: ControlPlane, crds: list[str]) -> None:
+    # The quadratic name-uniqueness rule must stay within the API server's CEL cost
+    # limit for the largest Batch the schema admits, with the longest names.
+    jobs = [batch_job(f"j{i:05d}-" + "x" * 56) for i in range(MAX_JOBS_PER_BATCH)]
+    result = control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", "default", "-f", "-",
+        input=json.dumps(batch(name="largest", jobs=jobs)), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
