@@ -161,7 +161,8 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
         return EncodePlan(format=fmt, spec=spec, stream_copy=True, codec="copy")
 
     notes: list[str] = []
-    rate = output.sample_rate
+    # Widened to int: the spec's rate is a Literal, the plan may pick another rate.
+    rate: int | None = output.sample_rate
     effective_rate = rate or src.sample_rate
     if fmt == Format.OPUS and effective_rate not in OPUS_RATES:
         notes.append(
