@@ -1,5 +1,6 @@
 """Sources: HTTP(S) through the guard proxy, S3, volumes; every source error code."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,41 @@ def test_s3_source_without_credentials(run_worker: RunWorker, s3_endpoint: str) 
         },
     )
     assert (run.returncode, run.error["code"]) == (12, "SourceForbidden"), run.raw
+
+
+def test_too_many_redirects(run_worker: RunWorker, media_server: MediaServer) -> None:
+    run = run_worker({"url": media_server.url("redirect/7/range/av.mp4")})
+    assert (run.returncode, run.error["code"]) == (20, "SourceUnreachable")
+    assert "redirects" in run.error["message"]
+
+
+def test_task_from_environment(tmp_path: Path, media_files: dict[str, Path]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    task = {
+        "name": "from-env",
+        "source": {"volume": {"claimName": "media", "path": "audio.m4a"}},
+        "output": {"format": "m4a", "destination": {"volume": {"claimName": "out"}}},
+        "timeoutSeconds": 60,
+    }
+    env = {
+        **os.environ,
+        "AUDIOEXTRACT_TASK": json.dumps(task),
+        "AUDIOEXTRACT_VOLUMES_ROOT": str(tmp_path),
+        "AUDIOEXTRACT_TEMP_DIR": str(tmp_path / "scratch"),
+    }
+    (tmp_path / "media").symlink_to(media_files["audio.m4a"].parent)
+    result = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioextract", "worker", "--result", str(result)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(result.read_text())["uri"] == "volume://out/from-env.m4a"
+    assert (out / "from-env.m4a").is_file()
