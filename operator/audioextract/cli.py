@@ -8,7 +8,7 @@ from collections.abc import Sequence
 # name -> (module with add_arguments/run, help). A new subcommand is one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "crds": ("audioextract.api.crd", "print, write or check the generated CRDs"),
-    "worker": ("audioextract.worker.main", "run one extraction task (the worker image's entry point)"),
+    "worker": ("audioextract.worker.main", "run one extraction task (the worker image)"),
 }
 
 
