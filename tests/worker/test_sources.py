@@ -260,3 +260,23 @@ def test_task_from_environment(tmp_path: Path, media_files: dict[str, Path]) -> 
     assert proc.returncode == 0, proc.stderr
     assert json.loads(result.read_text())["uri"] == "volume://out/from-env.m4a"
     assert (out / "from-env.m4a").is_file()
+
+
+def test_https_source_is_verified(
+    run_worker: RunWorker, media_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.support.http_server import self_signed_cert, serve_tls
+
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    root = media_files["audio.m4a"].parent
+    with serve_tls(root, cert, key) as server:
+        url = server.url("range/audio.m4a")
+        assert url.startswith("https://")
+        trusted = run_worker(
+            {"url": url}, {"format": "m4a"}, env={"AUDIOEXTRACT_CA_FILE": str(cert)}
+        )
+        untrusted = run_worker({"url": url}, {"format": "m4a"}, name="untrusted")
+    assert trusted.returncode == 0, trusted.stderr
+    assert trusted.result["streamCopied"] is True
+    assert (untrusted.returncode, untrusted.error["code"]) == (20, "SourceUnreachable")
+    assert "TLS verification failed" in untrusted.error["message"]
