@@ -12,6 +12,8 @@ Paths (FILE is a name in the served directory):
 """
 
 import re
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +37,8 @@ class MediaServer(ThreadingHTTPServer):
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        scheme = "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://127.0.0.1:{self.server_address[1]}"
 
     def url(self, path: str) -> str:
         return f"{self.base}/{path.lstrip('/')}"
@@ -162,3 +165,48 @@ def refusing_port() -> Iterator[int]:
         yield sock.getsockname()[1]
     finally:
         sock.close()
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 and localhost; returns (cert, key) PEM paths."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if not cert.exists():
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return cert, key
+
+
+@contextmanager
+def serve_tls(root: Path, cert: Path, key: Path) -> Iterator[MediaServer]:
+    """A MediaServer speaking HTTPS with the given certificate."""
+    server = MediaServer(root)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

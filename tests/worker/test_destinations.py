@@ -124,3 +124,11 @@ def test_sigterm_cancels_and_cleans_up(tmp_path: Path, media_server: MediaServer
     assert result["error"]["code"] == "Cancelled" and result["error"]["retryable"] is True
     assert list(scratch.iterdir()) == []
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_put_to_blocked_address_is_refused(run_worker: RunWorker) -> None:
+    run = run_worker(
+        media("av.mp4"), {"destination": {"url": "http://169.254.169.254/upload?sig=x"}}
+    )
+    assert (run.returncode, run.error["code"]) == (10, "InvalidSpec")
+    assert "sig=x" not in run.raw

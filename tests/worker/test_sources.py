@@ -1,5 +1,6 @@
 """Sources: HTTP(S) through the guard proxy, S3, volumes; every source error code."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,61 @@ def test_s3_source_without_credentials(run_worker: RunWorker, s3_endpoint: str) 
         },
     )
     assert (run.returncode, run.error["code"]) == (12, "SourceForbidden"), run.raw
+
+
+def test_too_many_redirects(run_worker: RunWorker, media_server: MediaServer) -> None:
+    run = run_worker({"url": media_server.url("redirect/7/range/av.mp4")})
+    assert (run.returncode, run.error["code"]) == (20, "SourceUnreachable")
+    assert "redirects" in run.error["message"]
+
+
+def test_task_from_environment(tmp_path: Path, media_files: dict[str, Path]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    task = {
+        "name": "from-env",
+        "source": {"volume": {"claimName": "media", "path": "audio.m4a"}},
+        "output": {"format": "m4a", "destination": {"volume": {"claimName": "out"}}},
+        "timeoutSeconds": 60,
+    }
+    env = {
+        **os.environ,
+        "AUDIOEXTRACT_TASK": json.dumps(task),
+        "AUDIOEXTRACT_VOLUMES_ROOT": str(tmp_path),
+        "AUDIOEXTRACT_TEMP_DIR": str(tmp_path / "scratch"),
+    }
+    (tmp_path / "media").symlink_to(media_files["audio.m4a"].parent)
+    result = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioextract", "worker", "--result", str(result)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(result.read_text())["uri"] == "volume://out/from-env.m4a"
+    assert (out / "from-env.m4a").is_file()
+
+
+def test_https_source_is_verified(
+    run_worker: RunWorker, media_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.support.http_server import self_signed_cert, serve_tls
+
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    root = media_files["audio.m4a"].parent
+    with serve_tls(root, cert, key) as server:
+        url = server.url("range/audio.m4a")
+        assert url.startswith("https://")
+        trusted = run_worker(
+            {"url": url}, {"format": "m4a"}, env={"AUDIOEXTRACT_CA_FILE": str(cert)}
+        )
+        untrusted = run_worker({"url": url}, {"format": "m4a"}, name="untrusted")
+    assert trusted.returncode == 0, trusted.stderr
+    assert trusted.result["streamCopied"] is True
+    assert (untrusted.returncode, untrusted.error["code"]) == (20, "SourceUnreachable")
+    assert "TLS verification failed" in untrusted.error["message"]

@@ -4,7 +4,6 @@ Nothing here touches the network or the disk, so every decision (presets, stream
 copy, bit depth, opus sample rates, loudnorm parameters) is unit-tested directly.
 """
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -335,8 +334,3 @@ def build_measure_command(
     if progress:
         head += ["-progress", "pipe:1"]
     return head + list(stream.get_args())
-
-
-def is_finite(value: float | None) -> bool:
-    """True for a real number (not None, NaN or infinite)."""
-    return value is not None and math.isfinite(value)

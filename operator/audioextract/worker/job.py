@@ -6,7 +6,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ class Source:
     options: dict[str, Any]
     shown: str
     proxy: GuardProxy | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -306,7 +305,6 @@ def _download(ctx: Context, source: Source) -> None:
         conn.close()
     source.url = f"file:{path}"
     source.options = _file_options()
-    source.notes.append("downloaded before processing (the server does not support Range requests)")
 
 
 def _progress(ctx: Context, step: str, total: float | None) -> ProgressReporter:

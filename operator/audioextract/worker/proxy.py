@@ -52,8 +52,6 @@ class GuardProxy:
         self.token = secrets.token_urlsafe(16)
         self.error: WorkerError | None = None
         self.range_supported: bool | None = None
-        self.size: int | None = None
-        self.requests = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -100,7 +98,6 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != f"/{proxy.token}":
             self.send_error(404)
             return
-        proxy.requests += 1
         headers = {}
         if self.headers.get("Range"):
             headers["Range"] = self.headers["Range"]
@@ -126,12 +123,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(resp.status if resp.status < 500 else 502)
             return
         size = declared_size(resp)
-        if size is not None:
-            proxy.size = size
-            if size > proxy.max_bytes:
-                proxy.record(_too_large(proxy.max_bytes, size))
-                self.send_error(413)
-                return
+        if size is not None and size > proxy.max_bytes:
+            proxy.record(_too_large(proxy.max_bytes, size))
+            self.send_error(413)
+            return
         if resp.status == 206 or (resp.getheader("Accept-Ranges") or "").lower() == "bytes":
             proxy.range_supported = True
         elif proxy.range_supported is None:
