@@ -8,12 +8,16 @@ from collections.abc import Sequence
 # name -> (module with add_arguments/run, help). A new subcommand is one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "crds": ("audioextract.api.crd", "print, write or check the generated CRDs"),
+    "operator": ("audioextract.handlers.main", "run the Kubernetes operator"),
+    "worker": ("audioextract.worker.main", "run one extraction task (the worker image's entry point)"),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run one subcommand; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="audio-extract", description="Turn video into audio at scale.")
+    parser = argparse.ArgumentParser(
+        prog="audio-extract", description="Turn video into audio at scale."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only the chosen subcommand's module is imported: the worker starts fast and

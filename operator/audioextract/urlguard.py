@@ -100,7 +100,9 @@ def resolve(host: str, port: int, policy: GuardPolicy) -> str:
     return addresses[0]
 
 
-def check_url(url: str, policy: GuardPolicy, schemes: frozenset[str] = frozenset({"http", "https"})) -> str:
+def check_url(
+    url: str, policy: GuardPolicy, schemes: frozenset[str] = frozenset({"http", "https"})
+) -> str:
     """Check a URL's scheme and host; returns the pinned address of its host."""
     parts = urlsplit(url)
     if parts.scheme not in schemes:

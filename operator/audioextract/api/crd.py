@@ -53,16 +53,22 @@ def _clean(node: Any) -> Any:
         if len(rest) == 1:
             inner = rest[0]
             merged = {**inner, **{k: v for k, v in node.items() if k != "x-kubernetes-validations"}}
-            rules = inner.get("x-kubernetes-validations", []) + node.get("x-kubernetes-validations", [])
+            rules = inner.get("x-kubernetes-validations", []) + node.get(
+                "x-kubernetes-validations", []
+            )
             if rules:
                 merged["x-kubernetes-validations"] = rules
             node = merged
         else:
             node["anyOf"] = rest
-    if isinstance(node.get("exclusiveMinimum"), int | float) and not isinstance(node["exclusiveMinimum"], bool):
+    if isinstance(node.get("exclusiveMinimum"), int | float) and not isinstance(
+        node["exclusiveMinimum"], bool
+    ):
         node["minimum"] = node.pop("exclusiveMinimum")
         node["exclusiveMinimum"] = True
-    if isinstance(node.get("exclusiveMaximum"), int | float) and not isinstance(node["exclusiveMaximum"], bool):
+    if isinstance(node.get("exclusiveMaximum"), int | float) and not isinstance(
+        node["exclusiveMaximum"], bool
+    ):
         node["maximum"] = node.pop("exclusiveMaximum")
         node["exclusiveMaximum"] = True
     if node.get("additionalProperties") is False:
@@ -87,7 +93,9 @@ def openapi_schema(model: type[BaseModel]) -> Schema:
     return schema
 
 
-def _root_schema(kind: str, spec: type[BaseModel], status: type[BaseModel], description: str) -> Schema:
+def _root_schema(
+    kind: str, spec: type[BaseModel], status: type[BaseModel], description: str
+) -> Schema:
     return {
         "type": "object",
         "description": description,

@@ -116,6 +116,11 @@ class WebhookStatus(Model):
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Ids of events that need no further delivery (acknowledged or given up).",
     )
+    gone_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Receiver URL that answered 410 Gone; no further events are sent to it.",
+    )
 
 
 class BatchStatus(Model):

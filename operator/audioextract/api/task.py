@@ -14,7 +14,9 @@ from audioextract.api.spec import Destination, ExtractionJobSpec, Output, Source
 class Task(Model):
     """Everything the worker needs to produce one audio file."""
 
-    name: str = Field(max_length=253, description="The ExtractionJob's name; the default file name.")
+    name: str = Field(
+        max_length=253, description="The ExtractionJob's name; the default file name."
+    )
     source: Source = Field(description="The source video.")
     output: Output = Field(description="The resolved output; format and destination are set.")
     timeout_seconds: int = Field(ge=1, description="Time limit of this attempt in seconds.")
@@ -31,4 +33,6 @@ def build_task(name: str, spec: ExtractionJobSpec, default_destination: Destinat
         if default_destination is None:
             raise NoDestinationError("output.destination: not set and the operator has no default destination")
         output = output.model_copy(update={"destination": default_destination})
-    return Task(name=name, source=spec.source, output=output, timeout_seconds=effective_timeout(spec))
+    return Task(
+        name=name, source=spec.source, output=output, timeout_seconds=effective_timeout(spec)
+    )

@@ -1,0 +1,173 @@
+"""The few Kubernetes API calls the operator makes, as coroutines.
+
+The official client is synchronous; each call runs in a worker thread so the event
+loop (and kopf's watches) never block on the network.
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from audioextract.api.constants import BATCH_PLURAL, GROUP, JOB_PLURAL, VERSION
+
+Obj = dict[str, Any]
+
+
+def load_config() -> None:
+    """Credentials from the Pod's service account, else from KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether an API error is 409 (AlreadyExists or a resourceVersion conflict)."""
+    return isinstance(exc, ApiException) and exc.status == 409
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Whether an API error is 404."""
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+class Kube:
+    """Thin async facade over the Kubernetes client for the operator's resources."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        """Use ``api_client``, else one from the loaded configuration."""
+        self.api = api_client or client.ApiClient()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.coordination = client.CoordinationV1Api(self.api)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def _list_custom(self, plural: str, namespace: str | None) -> list[Obj]:
+        if namespace is None:
+            out = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        else:
+            out = await self._call(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+            )
+        items: list[Obj] = out.get("items", [])
+        return items
+
+    async def list_batches(self, namespace: str | None) -> list[Obj]:
+        """All Batches in a namespace (None: cluster-wide)."""
+        return await self._list_custom(BATCH_PLURAL, namespace)
+
+    async def list_extraction_jobs(self, namespace: str | None) -> list[Obj]:
+        """All ExtractionJobs in a namespace (None: cluster-wide)."""
+        return await self._list_custom(JOB_PLURAL, namespace)
+
+    async def list_jobs(self, namespace: str | None, selector: str) -> list[Obj]:
+        """batch/v1 Jobs matching a label selector, as plain dicts."""
+        if namespace is None:
+            out = await self._call(
+                self.batch.list_job_for_all_namespaces,
+                label_selector=selector,
+                _preload_content=False,
+            )
+        else:
+            out = await self._call(
+                self.batch.list_namespaced_job,
+                namespace,
+                label_selector=selector,
+                _preload_content=False,
+            )
+        return _items(out)
+
+    async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
+        """Pods matching a label selector, as plain dicts."""
+        out = await self._call(
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+            _preload_content=False,
+        )
+        return _items(out)
+
+    async def create_custom(self, plural: str, body: Obj) -> Obj:
+        """Create a custom object."""
+        ns = body["metadata"]["namespace"]
+        created: Obj = await self._call(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, ns, plural, body
+        )
+        return created
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status_patch: Obj) -> Obj:
+        """Merge-patch the status subresource of a custom object."""
+        out: Obj = await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status_patch},
+        )
+        return out
+
+    async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
+        """Delete a custom object; its children go through the garbage collector."""
+        await self._call(
+            self.custom.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            propagation_policy="Background",
+        )
+
+    async def create_job(self, body: Obj) -> None:
+        """Create a batch/v1 Job."""
+        await self._call(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and (in the background) its Pods."""
+        await self._call(
+            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+        )
+
+    async def create_event(self, namespace: str, body: Obj) -> None:
+        """Create a core v1 Event."""
+        await self._call(self.core.create_namespaced_event, namespace, body)
+
+    async def read_lease(self, namespace: str, name: str) -> Obj | None:
+        """The Lease as a dict, or None when it does not exist."""
+        try:
+            out = await self._call(
+                self.coordination.read_namespaced_lease, name, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(out)
+
+    async def create_lease(self, namespace: str, body: Obj) -> None:
+        """Create a Lease (409 when another instance was first)."""
+        await self._call(self.coordination.create_namespaced_lease, namespace, body)
+
+    async def replace_lease(self, namespace: str, name: str, body: Obj) -> None:
+        """Replace a Lease; its resourceVersion makes this a compare-and-swap (409 on a race)."""
+        await self._call(self.coordination.replace_namespaced_lease, name, namespace, body)
+
+
+def _json(response: Any) -> Obj:
+    import json
+
+    data: Obj = json.loads(response.data)
+    return data
+
+
+def _items(response: Any) -> list[Obj]:
+    items: list[Obj] = _json(response).get("items", [])
+    return items

@@ -1,0 +1,93 @@
+"""``audio-extract operator``: the kopf operator with its reconcile loop and leader Lease."""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+
+import kopf
+
+from audioextract.handlers import registry
+from audioextract.handlers.controller import Controller
+from audioextract.handlers.kube import Kube, load_config
+from audioextract.handlers.lease import LeaderElector
+from audioextract.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The operator's command-line options (everything else is in the environment)."""
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="namespace to watch (repeatable); default: all namespaces",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="act without holding the leader Lease (one instance only: development, tests)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def _identity(settings: Settings) -> str:
+    return settings.pod_name or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+async def serve(args: argparse.Namespace, settings: Settings) -> None:
+    """Run kopf's watches, the reconcile loop and (unless standalone) the Lease together."""
+    load_config()
+    kube = Kube()
+    namespaces: list[str] = list(args.namespace)
+    elector: LeaderElector | None = None
+    tasks: list[asyncio.Task[None]] = []
+    controller: Controller
+    if not args.standalone:
+        lease_ns = (
+            settings.lease_namespace
+            or os.environ.get("POD_NAMESPACE")
+            or (namespaces[0] if namespaces else "default")
+        )
+        elector = LeaderElector(
+            kube,
+            lease_ns,
+            settings.lease_name,
+            _identity(settings),
+            settings.lease_duration_seconds,
+        )
+    controller = Controller(kube, settings, namespaces or None, elector)
+    registry.WAKER.wake = controller.wake
+    if elector is not None:
+        tasks.append(asyncio.create_task(elector.run(controller.wakeup)))
+    tasks.append(asyncio.create_task(controller.run()))
+    try:
+        # kopf's own peering stays off: the Lease above is the leader election.
+        await kopf.operator(
+            registry=registry.REGISTRY,
+            standalone=True,
+            namespaces=namespaces,
+            clusterwide=not namespaces,
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``audio-extract operator``; returns the exit code."""
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings()
+    asyncio.run(serve(args, settings))
+    return 0

@@ -1,0 +1,105 @@
+"""Operator settings: one pydantic-settings model, environment prefix ``AUDIOEXTRACT_``.
+
+Every field is documented in docs/settings.md; nested values (the default destination,
+resources, the webhook retry schedule) are JSON in the environment.
+"""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from audioextract.api.spec import Destination
+from audioextract.reconcile.manifest import WorkerConfig
+
+
+class Settings(BaseSettings):
+    """Everything the operator reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIOEXTRACT_", extra="ignore")
+
+    worker_image: str = Field(
+        default="ghcr.io/audio-extract/worker:0.1.0", description="Image of the worker Jobs."
+    )
+    worker_pull_policy: str = Field(
+        default="IfNotPresent", description="imagePullPolicy of the worker."
+    )
+    default_destination: Destination | None = Field(
+        default=None, description="Destination of jobs that name none (JSON)."
+    )
+    max_concurrent_jobs: int | None = Field(
+        default=20,
+        ge=1,
+        description="Most worker Jobs running at once, operator-wide (Kueue jobs excluded).",
+    )
+    max_jobs_per_batch: int = Field(
+        default=500, ge=1, description="Largest Batch the operator accepts."
+    )
+    default_requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "500m", "memory": "256Mi"},
+        description="Worker resource requests when a job sets none (JSON).",
+    )
+    default_limits: dict[str, str] = Field(
+        default_factory=lambda: {"memory": "1Gi"},
+        description="Worker resource limits when a job sets none (JSON).",
+    )
+    temp_size_limit: str | None = Field(
+        default="2Gi", description="sizeLimit of the worker's /tmp emptyDir."
+    )
+    start_grace_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Per-attempt allowance for image pull and start in the Job deadline.",
+    )
+    job_cleanup_delay_seconds: float = Field(
+        default=0, ge=0, description="Delay between recording a Job's result and deleting the Job."
+    )
+    resync_seconds: float = Field(
+        default=10, gt=0, description="Full re-list interval of the level-triggered reconcile loop."
+    )
+    metrics_port: int | None = Field(
+        default=8080, description="Port of the Prometheus endpoint; unset: off."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10, gt=0, description="Timeout of one webhook request."
+    )
+    webhook_retry_schedule: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0],
+        description="Delays in seconds between webhook delivery attempts (JSON list).",
+    )
+    allow_networks: str | None = Field(
+        default=None,
+        description="CIDRs allowed although loopback/private, for sources and webhooks; passed to the worker.",
+    )
+    s3_credentials_secret: str | None = Field(
+        default=None,
+        description="Secret with AWS_* keys used when an S3 source or destination names none.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None, description="Default S3 endpoint URL for workers."
+    )
+    s3_region: str | None = Field(default=None, description="Default S3 region for workers.")
+    lease_name: str = Field(
+        default="audio-extract-operator", description="Name of the leader Lease."
+    )
+    lease_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the leader Lease. Default: the Pod's namespace, else the first watched one.",
+    )
+    lease_duration_seconds: int = Field(default=15, ge=5, description="Lease duration.")
+    pod_name: str | None = Field(
+        default=None, description="This instance's identity in the Lease (set from the Pod name)."
+    )
+
+    def worker_config(self) -> WorkerConfig:
+        """The part of the settings that shapes worker Jobs."""
+        return WorkerConfig(
+            image=self.worker_image,
+            pull_policy=self.worker_pull_policy,
+            default_requests=dict(self.default_requests),
+            default_limits=dict(self.default_limits),
+            temp_size_limit=self.temp_size_limit,
+            start_grace_seconds=self.start_grace_seconds,
+            allow_networks=self.allow_networks,
+            s3_credentials_secret=self.s3_credentials_secret,
+            s3_endpoint=self.s3_endpoint,
+            s3_region=self.s3_region,
+        )

@@ -1,0 +1,135 @@
+"""Delivering the finished file: a volume directory, an S3 bucket or a presigned PUT URL.
+
+Each is atomic from a reader's point of view: a volume gets a hidden temporary name
+in the target directory and a rename; S3 shows an object only once its (multipart)
+upload completes; a PUT is a single request with Content-Length, which the server
+either stores whole or rejects.
+"""
+
+import http.client
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from audioextract.api.constants import ErrorCode, Format
+from audioextract.api.spec import Destination
+from audioextract.urlguard import BlockedAddressError, check_url
+from audioextract.worker.errors import WorkerError
+from audioextract.worker.log import JsonLogger, redact_url
+from audioextract.worker.net import NetConfig, connect, request_target
+from audioextract.worker.storage import VolumeMap, s3_client
+
+CONTENT_TYPES: dict[Format, str] = {
+    Format.MP3: "audio/mpeg",
+    Format.AAC: "audio/aac",
+    Format.M4A: "audio/mp4",
+    Format.FLAC: "audio/flac",
+    Format.WAV: "audio/wav",
+    Format.OPUS: "audio/ogg",
+    Format.OGG: "audio/ogg",
+    Format.ALAC: "audio/mp4",
+}
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+
+def deliver(
+    path: Path, dest: Destination, filename: str, fmt: Format, volumes: VolumeMap, net: NetConfig, log: JsonLogger
+) -> str:
+    """Put the file at its destination; returns the result's uri (no secrets in it)."""
+    if dest.volume is not None:
+        uri = to_volume(path, volumes, dest.volume.claim_name, dest.volume.path, filename)
+    elif dest.s3 is not None:
+        uri = to_s3(path, dest, filename, fmt, net)
+    else:
+        assert dest.url is not None
+        uri = to_url(path, dest.url, fmt, net)
+    log.info("delivered", uri=uri, sizeBytes=path.stat().st_size)
+    return uri
+
+
+def to_volume(path: Path, volumes: VolumeMap, claim: str, directory: str | None, filename: str) -> str:
+    """Copy into the claim's directory under a hidden name, fsync, then rename into place."""
+    target_dir = volumes.resolve(claim, directory, ErrorCode.OUTPUT_WRITE_FAILED, ErrorCode.INVALID_SPEC)
+    partial = target_dir / f".{filename}.partial-{secrets.token_hex(4)}"
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as src, partial.open("wb") as out:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(target_dir / filename)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise WorkerError(
+            ErrorCode.OUTPUT_WRITE_FAILED, f"writing to volume {claim!r} failed: {exc.strerror or exc}"
+        ) from exc
+    rel = "/".join(p for p in ((directory or "").strip("/"), filename) if p)
+    return f"volume://{claim}/{rel}"
+
+
+def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetConfig) -> str:
+    """Upload with boto3 (multipart above 64 MiB); the object appears only when complete."""
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = dest.s3
+    assert s3 is not None
+    if s3.endpoint:
+        try:
+            check_url(s3.endpoint, net.policy)
+        except BlockedAddressError as exc:
+            raise WorkerError(ErrorCode.INVALID_SPEC, f"destination endpoint blocked by the URL guard: {exc}") from exc
+        except OSError as exc:
+            raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"destination endpoint: {exc}") from exc
+    prefix = s3.prefix or ""
+    key = f"{prefix}{filename}"
+    client = s3_client(s3.endpoint, s3.region)
+    try:
+        client.upload_file(
+            str(path),
+            s3.bucket,
+            key,
+            ExtraArgs={"ContentType": CONTENT_TYPES[fmt]},
+            Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False),
+        )
+    except (BotoCoreError, ClientError, OSError) as exc:
+        raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"upload to s3://{s3.bucket}/{key} failed: {_boto_reason(exc)}") from exc
+    return f"s3://{s3.bucket}/{key}"
+
+
+def _boto_reason(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error", {})
+        return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
+    return type(exc).__name__
+
+
+def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:
+    """One PUT with Content-Length to a presigned URL; redirects are not followed."""
+    shown = redact_url(url)
+    try:
+        conn = connect(url, net)
+    except WorkerError as exc:
+        code = ErrorCode.INVALID_SPEC if exc.code == ErrorCode.SOURCE_FORBIDDEN else ErrorCode.OUTPUT_WRITE_FAILED
+        raise WorkerError(code, f"destination {shown}: {exc.message}") from exc
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as body:
+            conn.request(
+                "PUT",
+                request_target(url),
+                body=body,
+                headers={"Content-Length": str(size), "Content-Type": CONTENT_TYPES[fmt]},
+                encode_chunked=False,
+            )
+            resp = conn.getresponse()
+            resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"PUT {shown} failed: {exc}") from exc
+    finally:
+        conn.close()
+    if not 200 <= resp.status < 300:
+        raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"PUT {shown} answered HTTP {resp.status}")
+    return shown

@@ -1,0 +1,136 @@
+"""HTTP with the URL guard enforced on every connection.
+
+Each hop's host is resolved once (:func:`audioextract.urlguard.resolve`), checked,
+and the connection goes to exactly that address, so a DNS answer cannot change
+between the check and the connect. Redirects are followed here, hop by hop, each
+hop checked again; TLS is verified against the system store or a CA file.
+"""
+
+import http.client
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from audioextract.api.constants import ErrorCode
+from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve
+from audioextract.worker.errors import WorkerError
+from audioextract.worker.log import redact_url
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "audio-extract-worker/0.1"
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._ctx = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        # SNI and certificate checks use the URL's host name, not the pinned address.
+        self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Guard policy, timeouts and TLS trust for outbound HTTP."""
+
+    policy: GuardPolicy
+    timeout: float = 30.0
+    max_redirects: int = 5
+    ca_file: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A verifying TLS context (system store, or the configured CA file)."""
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
+def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
+    """A connection to the URL's host, pinned to an address the guard allows."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"scheme {parts.scheme!r} is not allowed")
+    host = parts.hostname
+    if not host:
+        raise WorkerError(ErrorCode.INVALID_SPEC, "URL has no host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        address = resolve(host, port, config.policy)
+    except BlockedAddressError as exc:
+        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"{host}: blocked by the URL guard: {exc}") from exc
+    except OSError as exc:
+        raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{host}: {exc}") from exc
+    if parts.scheme == "https":
+        return _PinnedHTTPSConnection(host, port, address, config.timeout, config.tls_context())
+    return _PinnedHTTPConnection(host, port, address, config.timeout)
+
+
+def request_target(url: str) -> str:
+    """Path and query of a URL, as sent on the request line."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def network_error(exc: BaseException, url: str) -> WorkerError:
+    """A connection-level failure as SourceUnreachable, naming the host only."""
+    where = redact_url(url)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{where}: timed out")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{where}: TLS verification failed: {exc.verify_message}")
+    return WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{where}: {type(exc).__name__}: {exc}")
+
+
+def status_error(status: int, url: str) -> WorkerError | None:
+    """The error an HTTP status stands for, or None for success."""
+    where = redact_url(url)
+    if status in (401, 403):
+        return WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"{where}: HTTP {status}: access denied")
+    if status in (404, 410):
+        return WorkerError(ErrorCode.SOURCE_NOT_FOUND, f"{where}: HTTP {status}: not found")
+    if status >= 400:
+        return WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{where}: HTTP {status}")
+    return None
+
+
+def open_get(
+    url: str, config: NetConfig, headers: dict[str, str] | None = None
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
+    """GET with guarded redirects; returns the open connection, its response and the final URL.
+
+    Raises WorkerError for blocked hops, network failures and too many redirects; HTTP
+    error statuses are returned for the caller to map.
+    """
+    send = {"User-Agent": USER_AGENT, "Accept": "*/*", **(headers or {})}
+    for _hop in range(config.max_redirects + 1):
+        conn = connect(url, config)
+        try:
+            conn.request("GET", request_target(url), headers=send)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise network_error(exc, url) from exc
+        location = resp.getheader("Location")
+        if resp.status not in REDIRECTS or not location:
+            return conn, resp, url
+        resp.close()
+        conn.close()
+        url = urljoin(url, location)
+    raise WorkerError(
+        ErrorCode.SOURCE_UNREACHABLE, f"more than {config.max_redirects} redirects (last: {redact_url(url)})"
+    )
