@@ -54,7 +54,9 @@ BAD_INPUTS: list[BadInput] = [
         "spec.jobs[0].output",
         "quality or bitrate",
     ),
-    BadInput("bitrate-pattern", with_output(batch(), bitrate="192kbps"), "spec.jobs[0].output.bitrate"),
+    BadInput(
+        "bitrate-pattern", with_output(batch(), bitrate="192kbps"), "spec.jobs[0].output.bitrate"
+    ),
     BadInput(
         "bitrate-lossless",
         with_output(batch(), format="flac", bitrate="192k"),
@@ -67,7 +69,9 @@ BAD_INPUTS: list[BadInput] = [
         "spec.jobs[0].output",
         "at most 2 channels",
     ),
-    BadInput("sample-rate", with_output(batch(), sampleRate=12345), "spec.jobs[0].output.sampleRate"),
+    BadInput(
+        "sample-rate", with_output(batch(), sampleRate=12345), "spec.jobs[0].output.sampleRate"
+    ),
     BadInput(
         "url-scheme",
         _set(batch(), [*J0, "source", "url"], "ftp://host/v.mp4"),
@@ -122,7 +126,9 @@ BAD_INPUTS: list[BadInput] = [
         "spec.jobs",
         "unique",
     ),
-    BadInput("too-many-jobs", batch(jobs=[batch_job(None)] * (MAX_JOBS_PER_BATCH + 1)), "spec.jobs"),
+    BadInput(
+        "too-many-jobs", batch(jobs=[batch_job(None)] * (MAX_JOBS_PER_BATCH + 1)), "spec.jobs"
+    ),
     BadInput("empty-jobs", batch(jobs=[]), "spec.jobs"),
     BadInput(
         "negative-timeout",
@@ -132,7 +138,9 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("too-many-retries", _set(batch(), [*J0, "retries"], 11), "spec.jobs[0].retries"),
     BadInput("unknown-field", with_output(batch(), fmt="mp3"), "spec.jobs[0].output.fmt"),
     BadInput("job-name-invalid", batch(jobs=[batch_job("Intro_1")]), "spec.jobs[0].name"),
-    BadInput("priority-unknown", _set(batch(), [*J0, "priority"], "urgent"), "spec.jobs[0].priority"),
+    BadInput(
+        "priority-unknown", _set(batch(), [*J0, "priority"], "urgent"), "spec.jobs[0].priority"
+    ),
     BadInput("parallelism-zero", batch(parallelism=0), "spec.parallelism"),
     BadInput(
         "webhook-scheme",
@@ -160,7 +168,9 @@ BAD_INPUTS: list[BadInput] = [
         with_output(batch(), durationSeconds=0),
         "spec.jobs[0].output.durationSeconds",
     ),
-    BadInput("negative-start", with_output(batch(), startSeconds=-1), "spec.jobs[0].output.startSeconds"),
+    BadInput(
+        "negative-start", with_output(batch(), startSeconds=-1), "spec.jobs[0].output.startSeconds"
+    ),
     BadInput(
         "filename-with-directory",
         with_output(batch(), filename="a/b.mp3"),

@@ -59,7 +59,9 @@ def _cel(rule: str, value: Any) -> bool:
 def _walk(schema: Schema, value: Any, parts: list[Any]) -> Iterator[SchemaError]:
     for rule in schema.get("x-kubernetes-validations", []):
         if not _cel(rule["rule"], value):
-            extra = rule.get("fieldPath", "").lstrip(".").split(".") if rule.get("fieldPath") else []
+            extra = (
+                rule.get("fieldPath", "").lstrip(".").split(".") if rule.get("fieldPath") else []
+            )
             yield SchemaError(field_path(parts + extra), rule["message"])
     if isinstance(value, dict):
         props = schema.get("properties")

@@ -18,5 +18,8 @@ def pydantic_errors(obj: dict[str, Any]) -> list[SchemaError]:
     try:
         model_for(obj).model_validate(obj)
     except ValidationError as exc:
-        return [SchemaError(field_path([p for p in err["loc"] if p != "[key]"]), err["msg"]) for err in exc.errors()]
+        return [
+            SchemaError(field_path([p for p in err["loc"] if p != "[key]"]), err["msg"])
+            for err in exc.errors()
+        ]
     return []

@@ -39,7 +39,9 @@ GOOD = [
     batch(jobs=[batch_job(None), batch_job(None), batch_job("named")]),
     batch(jobs=[batch_job(None)] * 40 + [batch_job(f"n{i}") for i in range(40)]),
     with_output(batch(), format="flac", sampleRate=48000, channels=2),
-    with_output(batch(), format="mp3", bitrate="320k", channels=2, tags={"title": "x", "track_no": "1"}),
+    with_output(
+        batch(), format="mp3", bitrate="320k", channels=2, tags={"title": "x", "track_no": "1"}
+    ),
     with_output(batch(), format="opus", quality="low", startSeconds=0, durationSeconds=0.5),
     with_output(batch(), destination={"s3": {"bucket": "my.bucket-1", "prefix": "a/b/"}}),
     extraction_job(output={"format": "wav"}, retries=0, timeoutSeconds=1),

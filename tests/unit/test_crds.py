@@ -78,7 +78,9 @@ def test_check_fails_and_names_the_file_when_a_model_changes(tmp_path: Path) -> 
     shutil.copytree(ROOT / "operator" / "audioextract", pkg)
     spec = pkg / "api" / "spec.py"
     text = spec.read_text()
-    changed = text.replace('ge=1, le=8, description="Channel count.', 'ge=1, le=6, description="Channel count.')
+    changed = text.replace(
+        'ge=1, le=8, description="Channel count.', 'ge=1, le=6, description="Channel count.'
+    )
     assert changed != text
     spec.write_text(changed)
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -113,7 +115,9 @@ def test_crds_command_prints_both(tmp_path: Path) -> None:
         "batches.audioextract.dev",
         "extractionjobs.audioextract.dev",
     ]
-    subprocess.run([sys.executable, "-m", "audioextract", "crds", "--write", str(tmp_path)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "audioextract", "crds", "--write", str(tmp_path)], check=True
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == NAMES
 
 

@@ -23,12 +23,20 @@ def _spec(defaults: dict, *jobs: dict, **extra: object) -> BatchSpec:
 
 def test_job_values_win_and_defaults_fill_in() -> None:
     spec = _spec(
-        {"output": {"format": "mp3", "quality": "high", "channels": 2}, "retries": 5, "timeoutSeconds": 60},
+        {
+            "output": {"format": "mp3", "quality": "high", "channels": 2},
+            "retries": 5,
+            "timeoutSeconds": 60,
+        },
         batch_job("a", output={"format": "opus"}, retries=0),
     )
     resolved = resolve_batch_job(spec, spec.jobs[0])
     assert resolved.output is not None
-    assert (resolved.output.format, resolved.output.quality, resolved.output.channels) == ("opus", "high", 2)
+    assert (resolved.output.format, resolved.output.quality, resolved.output.channels) == (
+        "opus",
+        "high",
+        2,
+    )
     assert resolved.retries == 0  # an explicit 0 is a value, not "unset"
     assert resolved.timeout_seconds == 60
 
@@ -40,7 +48,9 @@ def test_quality_and_bitrate_are_one_choice() -> None:
 
 
 def test_inherited_quality_is_dropped_for_lossless_formats() -> None:
-    spec = _spec({"output": {"format": "mp3", "bitrate": "192k"}}, batch_job("a", output={"format": "flac"}))
+    spec = _spec(
+        {"output": {"format": "mp3", "bitrate": "192k"}}, batch_job("a", output={"format": "flac"})
+    )
     out = resolve_batch_job(spec, spec.jobs[0]).output
     assert out is not None and (out.format, out.quality, out.bitrate) == ("flac", None, None)
 
@@ -59,7 +69,9 @@ def test_destination_is_taken_whole() -> None:
 
 def test_loudness_and_tags_merge_per_key() -> None:
     merged = merge_output(
-        Output.model_validate({"loudness": {"integratedLufs": -16, "lra": 11}, "tags": {"artist": "A", "album": "B"}}),
+        Output.model_validate(
+            {"loudness": {"integratedLufs": -16, "lra": 11}, "tags": {"artist": "A", "album": "B"}}
+        ),
         Output.model_validate({"loudness": {"lra": 7}, "tags": {"title": "T", "album": "C"}}),
     )
     assert merged.loudness is not None
@@ -68,16 +80,24 @@ def test_loudness_and_tags_merge_per_key() -> None:
 
 
 def test_batch_priority_and_queue_reach_children() -> None:
-    spec = _spec({}, batch_job("a"), batch_job("b", priority="high"), priority="low", queueName="team-a")
+    spec = _spec(
+        {}, batch_job("a"), batch_job("b", priority="high"), priority="low", queueName="team-a"
+    )
     a, b = (resolve_batch_job(spec, j) for j in spec.jobs)
     assert (effective_priority(a), effective_priority(b)) == ("low", "high")
     assert a.queue_name == b.queue_name == "team-a"
 
 
 def test_effective_defaults_of_an_empty_spec() -> None:
-    spec = resolve_standalone(ExtractionJobSpec.model_validate({"source": {"url": "https://x.example/v.mp4"}}))
+    spec = resolve_standalone(
+        ExtractionJobSpec.model_validate({"source": {"url": "https://x.example/v.mp4"}})
+    )
     assert spec.output is not None and spec.output.format == "mp3"
-    assert (effective_priority(spec), effective_timeout(spec), effective_retries(spec)) == ("normal", 3600, 2)
+    assert (effective_priority(spec), effective_timeout(spec), effective_retries(spec)) == (
+        "normal",
+        3600,
+        2,
+    )
 
 
 def test_job_key_is_name_or_index() -> None:

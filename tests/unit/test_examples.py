@@ -31,7 +31,12 @@ def test_example_is_valid(path: Path) -> None:
     if isinstance(model, Batch):
         for job in model.spec.jobs:
             resolved = resolve_batch_job(model.spec, job)
-            assert validate(CRDS["ExtractionJob"], {**obj, "kind": "ExtractionJob", "spec": resolved.dump()}) == []
+            assert (
+                validate(
+                    CRDS["ExtractionJob"], {**obj, "kind": "ExtractionJob", "spec": resolved.dump()}
+                )
+                == []
+            )
 
 
 def test_examples_cover_every_source_and_destination_kind() -> None:

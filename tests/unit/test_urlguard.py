@@ -25,7 +25,9 @@ def test_refused_by_default(address: str) -> None:
         GuardPolicy.from_env({}).check(address)
 
 
-@pytest.mark.parametrize("address", ["10.1.2.3", "192.168.1.1", "172.16.0.1", "93.184.216.34", "2606:4700::1"])
+@pytest.mark.parametrize(
+    "address", ["10.1.2.3", "192.168.1.1", "172.16.0.1", "93.184.216.34", "2606:4700::1"]
+)
 def test_public_and_private_allowed_by_default(address: str) -> None:
     GuardPolicy.from_env({}).check(address)
 

@@ -121,7 +121,9 @@ def _column(name: str, path: str, kind: str = "string", description: str = "") -
     return col
 
 
-def _crd(kind: str, plural: str, schema: Schema, columns: list[dict[str, str]], short_names: list[str]) -> Schema:
+def _crd(
+    kind: str, plural: str, schema: Schema, columns: list[dict[str, str]], short_names: list[str]
+) -> Schema:
     names: Schema = {
         "kind": kind,
         "listKind": f"{kind}List",

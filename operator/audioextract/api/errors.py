@@ -35,7 +35,9 @@ EXIT_CODES: dict[ErrorCode, ExitCode] = {
     ErrorCode.CANCELLED: ExitCode(23, retryable=True),
 }
 
-PERMANENT_EXIT_CODES: tuple[int, ...] = tuple(sorted(ec.code for ec in EXIT_CODES.values() if not ec.retryable))
+PERMANENT_EXIT_CODES: tuple[int, ...] = tuple(
+    sorted(ec.code for ec in EXIT_CODES.values() if not ec.retryable)
+)
 
 
 def error_for_exit_code(exit_code: int) -> ErrorCode | None:

@@ -13,7 +13,9 @@ class ExtractionJob(Model):
     """One source video turned into one audio file."""
 
     api_version: Literal["audioextract.dev/v1alpha1"] = Field(
-        default="audioextract.dev/v1alpha1", alias="apiVersion", description="audioextract.dev/v1alpha1"
+        default="audioextract.dev/v1alpha1",
+        alias="apiVersion",
+        description="audioextract.dev/v1alpha1",
     )
     kind: Literal["ExtractionJob"] = Field(default="ExtractionJob", description="ExtractionJob")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
@@ -25,7 +27,9 @@ class Batch(Model):
     """A list of extraction jobs and an optional webhook."""
 
     api_version: Literal["audioextract.dev/v1alpha1"] = Field(
-        default="audioextract.dev/v1alpha1", alias="apiVersion", description="audioextract.dev/v1alpha1"
+        default="audioextract.dev/v1alpha1",
+        alias="apiVersion",
+        description="audioextract.dev/v1alpha1",
     )
     kind: Literal["Batch"] = Field(default="Batch", description="Batch")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")

@@ -26,9 +26,7 @@ SampleRate = Literal[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 4800
 SAMPLE_RATES: tuple[int, ...] = SampleRate.__args__  # type: ignore[attr-defined]
 TAG_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 JOB_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-QUANTITY = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 
@@ -88,10 +86,14 @@ class SecretRef(Model):
 class VolumeFile(Model):
     """A file on a PersistentVolumeClaim in the object's namespace."""
 
-    claim_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim.")
+    claim_name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim."
+    )
     path: Annotated[
         str,
-        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, **RELATIVE_PATH_RULES}),
+        WithJsonSchema(
+            {"type": "string", "minLength": 1, "maxLength": 1024, **RELATIVE_PATH_RULES}
+        ),
     ] = Field(description="Path of the file inside the volume, relative to its root.")
 
     @field_validator("path")
@@ -109,7 +111,9 @@ class S3Options(Model):
         pattern=HTTP_URL,
         description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
     )
-    region: str | None = Field(default=None, max_length=64, description="Region. Default: the operator's setting.")
+    region: str | None = Field(
+        default=None, max_length=64, description="Region. Default: the operator's setting."
+    )
     credentials_secret: SecretRef | None = Field(
         default=None,
         description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -139,8 +143,12 @@ class Source(Model):
         pattern=r"^(https?://|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/)[^\s]+$",
         description="http://, https:// or s3://bucket/key URL of the source video.",
     )
-    volume: VolumeFile | None = Field(default=None, description="A file on a PersistentVolumeClaim (the upload case).")
-    s3: S3Options | None = Field(default=None, description="Endpoint, region and credentials for an s3:// URL.")
+    volume: VolumeFile | None = Field(
+        default=None, description="A file on a PersistentVolumeClaim (the upload case)."
+    )
+    s3: S3Options | None = Field(
+        default=None, description="Endpoint, region and credentials for an s3:// URL."
+    )
     audio_track: int | None = Field(
         default=None, ge=0, le=63, description="Index among the source's audio streams. Default: 0."
     )
@@ -175,7 +183,9 @@ class S3Destination(Model):
         pattern=HTTP_URL,
         description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
     )
-    region: str | None = Field(default=None, max_length=64, description="Region. Default: the operator's setting.")
+    region: str | None = Field(
+        default=None, max_length=64, description="Region. Default: the operator's setting."
+    )
     credentials_secret: SecretRef | None = Field(
         default=None,
         description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -186,8 +196,12 @@ class S3Destination(Model):
 class VolumeDirectory(Model):
     """A directory on a PersistentVolumeClaim in the object's namespace."""
 
-    claim_name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim.")
-    path: Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 1024, **RELATIVE_PATH_RULES})] = Field(
+    claim_name: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the PersistentVolumeClaim."
+    )
+    path: Annotated[
+        str | None, WithJsonSchema({"type": "string", "maxLength": 1024, **RELATIVE_PATH_RULES})
+    ] = Field(
         default=None,
         description="Directory inside the volume, relative to its root. Default: the root.",
     )
@@ -211,7 +225,9 @@ class Destination(Model):
     }
 
     s3: S3Destination | None = Field(default=None, description="An S3-compatible bucket.")
-    volume: VolumeDirectory | None = Field(default=None, description="A directory on a PersistentVolumeClaim.")
+    volume: VolumeDirectory | None = Field(
+        default=None, description="A directory on a PersistentVolumeClaim."
+    )
     url: str | None = Field(
         default=None,
         max_length=4096,
@@ -235,8 +251,12 @@ class Loudness(Model):
         le=-5,
         description="Integrated loudness target in LUFS. Default: -23 (EBU R128).",
     )
-    true_peak_db: float | None = Field(default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1.")
-    lra: float | None = Field(default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7.")
+    true_peak_db: float | None = Field(
+        default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1."
+    )
+    lra: float | None = Field(
+        default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7."
+    )
 
 
 TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY)]
@@ -278,12 +298,16 @@ class Output(Model):
         default=None,
         description="Sample rate in Hz. Default: the source's (opus: 48000).",
     )
-    channels: int | None = Field(default=None, ge=1, le=8, description="Channel count. Default: the source's.")
+    channels: int | None = Field(
+        default=None, ge=1, le=8, description="Channel count. Default: the source's."
+    )
     normalize: bool | None = Field(
         default=None,
         description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false.",
     )
-    loudness: Loudness | None = Field(default=None, description="Loudness targets used when normalize is true.")
+    loudness: Loudness | None = Field(
+        default=None, description="Loudness targets used when normalize is true."
+    )
     start_seconds: float | None = Field(
         default=None, ge=0, description="Trim: start this many seconds into the source. Default: 0."
     )
@@ -371,7 +395,9 @@ class JobTemplate(Model):
         le=604800,
         description="Time limit of one attempt, in seconds. Default: 3600.",
     )
-    retries: int | None = Field(default=None, ge=0, le=10, description="Retries after a transient failure. Default: 2.")
+    retries: int | None = Field(
+        default=None, ge=0, le=10, description="Retries after a transient failure. Default: 2."
+    )
     resources: Resources | None = Field(
         default=None, description="Worker container resources. Default: the operator's setting."
     )
@@ -407,11 +433,15 @@ class ExtractionJobSpec(JobTemplate):
 class JobDefaults(Model):
     """Values merged under every job of a Batch; a job's own values win."""
 
-    output: Output | None = Field(default=None, description="Output settings merged under each job's.")
+    output: Output | None = Field(
+        default=None, description="Output settings merged under each job's."
+    )
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=604800, description="Time limit of one attempt, in seconds."
     )
-    retries: int | None = Field(default=None, ge=0, le=10, description="Retries after a transient failure.")
+    retries: int | None = Field(
+        default=None, ge=0, le=10, description="Retries after a transient failure."
+    )
     resources: Resources | None = Field(default=None, description="Worker container resources.")
 
 
@@ -454,8 +484,12 @@ class BatchSpec(Model):
         le=1000,
         description="Most jobs of this batch running at once. Default: no batch limit.",
     )
-    webhook: Webhook | None = Field(default=None, description="Where to post events about this batch.")
-    failure_policy: FailurePolicy | None = Field(default=None, description="When the batch gives up.")
+    webhook: Webhook | None = Field(
+        default=None, description="Where to post events about this batch."
+    )
+    failure_policy: FailurePolicy | None = Field(
+        default=None, description="When the batch gives up."
+    )
     suspend: bool | None = Field(
         default=None,
         description="While true, no new job starts; running ones finish. Default: false.",
@@ -483,6 +517,8 @@ class BatchSpec(Model):
             if job.name is None:
                 continue
             if job.name in seen:
-                raise ValueError(f"jobs: names must be unique within the batch ({job.name!r} repeats)")
+                raise ValueError(
+                    f"jobs: names must be unique within the batch ({job.name!r} repeats)"
+                )
             seen.add(job.name)
         return jobs

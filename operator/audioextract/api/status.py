@@ -18,14 +18,18 @@ RFC3339: JsonDict = {"format": "date-time"}
 class Condition(Model):
     """A status condition with Kubernetes (metav1.Condition) semantics."""
 
-    type: str = Field(max_length=316, description="Condition type: Ready, Reconciling, Stalled, Complete, ...")
+    type: str = Field(
+        max_length=316, description="Condition type: Ready, Reconciling, Stalled, Complete, ..."
+    )
     status: str = Field(
         json_schema_extra={"enum": ["True", "False", "Unknown"]},
         description="True, False or Unknown.",
     )
     reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
     message: str = Field(default="", max_length=32768, description="Human-readable detail.")
-    last_transition_time: str = Field(json_schema_extra=RFC3339, description="When status last changed (RFC 3339).")
+    last_transition_time: str = Field(
+        json_schema_extra=RFC3339, description="When status last changed (RFC 3339)."
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this condition was computed from."
     )
@@ -42,7 +46,9 @@ class JobResult(Model):
     duration_seconds: float = Field(ge=0, description="Duration of the audio in seconds.")
     format: str = Field(max_length=16, description="Output format.")
     codec: str = Field(max_length=64, description="Audio codec as ffprobe names it.")
-    bitrate: int | None = Field(default=None, ge=0, description="Average bitrate in bits per second.")
+    bitrate: int | None = Field(
+        default=None, ge=0, description="Average bitrate in bits per second."
+    )
     sample_rate: int = Field(ge=0, description="Sample rate in Hz.")
     channels: int = Field(ge=0, description="Channel count.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file, hex.")
@@ -64,10 +70,18 @@ class JobError(Model):
 class ExtractionJobStatus(Model):
     """Observed state of an ExtractionJob."""
 
-    phase: JobPhase | None = Field(default=None, description="Queued, Running, Succeeded or Failed.")
-    job_name: str | None = Field(default=None, max_length=63, description="Name of the current batch/v1 Job.")
-    attempts: int | None = Field(default=None, ge=0, description="Attempts started, retries included.")
-    start_time: str | None = Field(default=None, json_schema_extra=RFC3339, description="When the job was admitted.")
+    phase: JobPhase | None = Field(
+        default=None, description="Queued, Running, Succeeded or Failed."
+    )
+    job_name: str | None = Field(
+        default=None, max_length=63, description="Name of the current batch/v1 Job."
+    )
+    attempts: int | None = Field(
+        default=None, ge=0, description="Attempts started, retries included."
+    )
+    start_time: str | None = Field(
+        default=None, json_schema_extra=RFC3339, description="When the job was admitted."
+    )
     completion_time: str | None = Field(
         default=None,
         json_schema_extra=RFC3339,
@@ -99,7 +113,9 @@ class JobEntry(Model):
     name: str = Field(max_length=63, description="The job's name in the Batch.")
     extraction_job: str = Field(max_length=253, description="Name of the ExtractionJob object.")
     phase: JobPhase | None = Field(default=None, description="The child's phase.")
-    uri: str | None = Field(default=None, max_length=4096, description="Where the audio file is, on success.")
+    uri: str | None = Field(
+        default=None, max_length=4096, description="Where the audio file is, on success."
+    )
     error: JobError | None = Field(default=None, description="The failure, on failure.")
 
 
@@ -108,9 +124,15 @@ class WebhookStatus(Model):
 
     delivered: int = Field(default=0, ge=0, description="Events the receiver acknowledged (2xx).")
     pending: int = Field(default=0, ge=0, description="Events owed and not yet settled.")
-    failed: int = Field(default=0, ge=0, description="Events given up on after the retry schedule or a 410.")
-    last_error: str | None = Field(default=None, max_length=1024, description="The most recent delivery error.")
-    settled: list[Annotated[str, Field(max_length=64, description="An event id (webhook-id).")]] | None = Field(
+    failed: int = Field(
+        default=0, ge=0, description="Events given up on after the retry schedule or a 410."
+    )
+    last_error: str | None = Field(
+        default=None, max_length=1024, description="The most recent delivery error."
+    )
+    settled: (
+        list[Annotated[str, Field(max_length=64, description="An event id (webhook-id).")]] | None
+    ) = Field(
         default=None,
         max_length=2048,
         json_schema_extra={"x-kubernetes-list-type": "set"},

@@ -31,7 +31,9 @@ def build_task(name: str, spec: ExtractionJobSpec, default_destination: Destinat
     output = merge_output(None, spec.output)
     if output.destination is None:
         if default_destination is None:
-            raise NoDestinationError("output.destination: not set and the operator has no default destination")
+            raise NoDestinationError(
+                "output.destination: not set and the operator has no default destination"
+            )
         output = output.model_copy(update={"destination": default_destination})
     return Task(
         name=name, source=spec.source, output=output, timeout_seconds=effective_timeout(spec)

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,6 +286,7 @@ class Dispatcher:
         download_url: DownloadUrlHook | None = None,
         on_outcome: OutcomeCallback | None = None,
         resolve_address: AddressResolver = check_url,
+        ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
@@ -295,13 +297,16 @@ class Dispatcher:
         before each ``job.completed`` attempt and may return a presigned GET URL to
         add as ``data.downloadUrl`` (it is sent, never stored). ``on_outcome`` is
         called for every outcome as it happens. ``resolve_address`` checks a URL with
-        the guard and returns the address to connect to.
+        the guard and returns the address to connect to. ``ssl_context`` replaces
+        the system's trust store (a receiver behind a private CA); certificates are
+        always verified against the URL's host name.
         """
         self.config = config or DeliveryConfig()
         self.policy = policy if policy is not None else GuardPolicy.from_env()
         self._download_url = download_url
         self._on_outcome = on_outcome
         self._resolve_address = resolve_address
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng
@@ -459,6 +464,7 @@ class Dispatcher:
         connector = aiohttp.TCPConnector(
             resolver=PinnedResolver(host, address),
             use_dns_cache=False,
+            ssl=self._ssl,
             limit=self.config.max_concurrency,
         )
         semaphore = asyncio.Semaphore(self.config.max_concurrency)

@@ -63,8 +63,16 @@ QUALITY_PRESETS: dict[Format, dict[Quality, dict[str, Any]]] = {
         Quality.MEDIUM: {"b:a": "96k", "vbr": "on"},
         Quality.HIGH: {"b:a": "128k", "vbr": "on"},
     },
-    Format.AAC: {Quality.LOW: {"b:a": "96k"}, Quality.MEDIUM: {"b:a": "128k"}, Quality.HIGH: {"b:a": "192k"}},
-    Format.M4A: {Quality.LOW: {"b:a": "96k"}, Quality.MEDIUM: {"b:a": "128k"}, Quality.HIGH: {"b:a": "192k"}},
+    Format.AAC: {
+        Quality.LOW: {"b:a": "96k"},
+        Quality.MEDIUM: {"b:a": "128k"},
+        Quality.HIGH: {"b:a": "192k"},
+    },
+    Format.M4A: {
+        Quality.LOW: {"b:a": "96k"},
+        Quality.MEDIUM: {"b:a": "128k"},
+        Quality.HIGH: {"b:a": "192k"},
+    },
 }
 
 
@@ -153,10 +161,12 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
         return EncodePlan(format=fmt, spec=spec, stream_copy=True, codec="copy")
 
     notes: list[str] = []
-    rate = output.sample_rate
+    rate: int | None = output.sample_rate
     effective_rate = rate or src.sample_rate
     if fmt == Format.OPUS and effective_rate not in OPUS_RATES:
-        notes.append(f"opus supports 8/12/16/24/48 kHz only: {effective_rate} Hz encoded at 48000 Hz")
+        notes.append(
+            f"opus supports 8/12/16/24/48 kHz only: {effective_rate} Hz encoded at 48000 Hz"
+        )
         rate = 48000
     elif fmt == Format.MP3 and effective_rate > MP3_MAX_RATE:
         notes.append(f"mp3 supports at most 48 kHz: {effective_rate} Hz encoded at 48000 Hz")
@@ -167,7 +177,9 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
 
     channels = output.channels
     if fmt == Format.MP3 and channels is None and src.channels > 2:
-        notes.append(f"mp3 supports at most 2 channels: {src.channels} channels downmixed to stereo")
+        notes.append(
+            f"mp3 supports at most 2 channels: {src.channels} channels downmixed to stereo"
+        )
         channels = 2
 
     codec = spec.encoder
@@ -228,7 +240,9 @@ def loudnorm_filter(targets: Loudness, measured: Measurement) -> str:
         "linear": "true",
         "print_format": "none",
     }
-    return "loudnorm=" + ":".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return "loudnorm=" + ":".join(
+        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 _SUMMARY = re.compile(
@@ -280,7 +294,13 @@ def build_command(
     progress: bool = True,
 ) -> list[str]:
     """The full ffmpeg argument list for the encode (or copy) step."""
-    kwargs: dict[str, Any] = {"vn": None, "sn": None, "dn": None, "c:a": plan.codec, "f": plan.spec.muxer}
+    kwargs: dict[str, Any] = {
+        "vn": None,
+        "sn": None,
+        "dn": None,
+        "c:a": plan.codec,
+        "f": plan.spec.muxer,
+    }
     if plan.sample_rate is not None:
         kwargs["ar"] = plan.sample_rate
     if plan.channels is not None:
@@ -299,12 +319,16 @@ def build_command(
     return head + list(stream.get_args())
 
 
-def build_measure_command(source: InputSpec, *, audio_filter: str | None = None, progress: bool = True) -> list[str]:
+def build_measure_command(
+    source: InputSpec, *, audio_filter: str | None = None, progress: bool = True
+) -> list[str]:
     """An ffmpeg run that decodes the chosen audio track and measures it with ebur128."""
     chain = "ebur128=peak=true:framelog=verbose"
     if audio_filter:
         chain = f"{audio_filter},{chain}"
-    stream = ffmpeg.output(_input_stream(source), "-", vn=None, sn=None, dn=None, af=chain, f="null")
+    stream = ffmpeg.output(
+        _input_stream(source), "-", vn=None, sn=None, dn=None, af=chain, f="null"
+    )
     head = _base_args("info")
     if progress:
         head += ["-progress", "pipe:1"]

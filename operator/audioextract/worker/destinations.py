@@ -34,7 +34,13 @@ MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 
 def deliver(
-    path: Path, dest: Destination, filename: str, fmt: Format, volumes: VolumeMap, net: NetConfig, log: JsonLogger
+    path: Path,
+    dest: Destination,
+    filename: str,
+    fmt: Format,
+    volumes: VolumeMap,
+    net: NetConfig,
+    log: JsonLogger,
 ) -> str:
     """Put the file at its destination; returns the result's uri (no secrets in it)."""
     if dest.volume is not None:
@@ -48,9 +54,13 @@ def deliver(
     return uri
 
 
-def to_volume(path: Path, volumes: VolumeMap, claim: str, directory: str | None, filename: str) -> str:
+def to_volume(
+    path: Path, volumes: VolumeMap, claim: str, directory: str | None, filename: str
+) -> str:
     """Copy into the claim's directory under a hidden name, fsync, then rename into place."""
-    target_dir = volumes.resolve(claim, directory, ErrorCode.OUTPUT_WRITE_FAILED, ErrorCode.INVALID_SPEC)
+    target_dir = volumes.resolve(
+        claim, directory, ErrorCode.OUTPUT_WRITE_FAILED, ErrorCode.INVALID_SPEC
+    )
     partial = target_dir / f".{filename}.partial-{secrets.token_hex(4)}"
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +72,8 @@ def to_volume(path: Path, volumes: VolumeMap, claim: str, directory: str | None,
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise WorkerError(
-            ErrorCode.OUTPUT_WRITE_FAILED, f"writing to volume {claim!r} failed: {exc.strerror or exc}"
+            ErrorCode.OUTPUT_WRITE_FAILED,
+            f"writing to volume {claim!r} failed: {exc.strerror or exc}",
         ) from exc
     rel = "/".join(p for p in ((directory or "").strip("/"), filename) if p)
     return f"volume://{claim}/{rel}"
@@ -79,9 +90,13 @@ def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetCon
         try:
             check_url(s3.endpoint, net.policy)
         except BlockedAddressError as exc:
-            raise WorkerError(ErrorCode.INVALID_SPEC, f"destination endpoint blocked by the URL guard: {exc}") from exc
+            raise WorkerError(
+                ErrorCode.INVALID_SPEC, f"destination endpoint blocked by the URL guard: {exc}"
+            ) from exc
         except OSError as exc:
-            raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"destination endpoint: {exc}") from exc
+            raise WorkerError(
+                ErrorCode.OUTPUT_WRITE_FAILED, f"destination endpoint: {exc}"
+            ) from exc
     prefix = s3.prefix or ""
     key = f"{prefix}{filename}"
     client = s3_client(s3.endpoint, s3.region)
@@ -94,7 +109,10 @@ def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetCon
             Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False),
         )
     except (BotoCoreError, ClientError, OSError) as exc:
-        raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"upload to s3://{s3.bucket}/{key} failed: {_boto_reason(exc)}") from exc
+        raise WorkerError(
+            ErrorCode.OUTPUT_WRITE_FAILED,
+            f"upload to s3://{s3.bucket}/{key} failed: {_boto_reason(exc)}",
+        ) from exc
     return f"s3://{s3.bucket}/{key}"
 
 
@@ -112,7 +130,11 @@ def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:
     try:
         conn = connect(url, net)
     except WorkerError as exc:
-        code = ErrorCode.INVALID_SPEC if exc.code == ErrorCode.SOURCE_FORBIDDEN else ErrorCode.OUTPUT_WRITE_FAILED
+        code = (
+            ErrorCode.INVALID_SPEC
+            if exc.code == ErrorCode.SOURCE_FORBIDDEN
+            else ErrorCode.OUTPUT_WRITE_FAILED
+        )
         raise WorkerError(code, f"destination {shown}: {exc.message}") from exc
     size = path.stat().st_size
     try:

@@ -64,10 +64,14 @@ class Context:
     def net(self) -> NetConfig:
         """Outbound HTTP settings."""
         s = self.settings
-        return NetConfig(policy=s.policy, timeout=s.rw_timeout, max_redirects=s.max_redirects, ca_file=s.ca_file)
+        return NetConfig(
+            policy=s.policy, timeout=s.rw_timeout, max_redirects=s.max_redirects, ca_file=s.ca_file
+        )
 
 
-def execute(task: Task, settings: WorkerSettings, volumes: VolumeMap, log: JsonLogger, deadline: float) -> JobResult:
+def execute(
+    task: Task, settings: WorkerSettings, volumes: VolumeMap, log: JsonLogger, deadline: float
+) -> JobResult:
     """Produce the task's audio file at its destination and describe it."""
     settings.temp_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="audioextract-", dir=settings.temp_dir))
@@ -87,7 +91,10 @@ def open_source(ctx: Context) -> Iterator[Source]:
     src = ctx.task.source
     if src.volume is not None:
         path = ctx.volumes.resolve(
-            src.volume.claim_name, src.volume.path, ErrorCode.SOURCE_NOT_FOUND, ErrorCode.SOURCE_FORBIDDEN
+            src.volume.claim_name,
+            src.volume.path,
+            ErrorCode.SOURCE_NOT_FOUND,
+            ErrorCode.SOURCE_FORBIDDEN,
         )
         shown = f"volume://{src.volume.claim_name}/{src.volume.path}"
         if not path.is_file():
@@ -95,7 +102,8 @@ def open_source(ctx: Context) -> Iterator[Source]:
         size = path.stat().st_size
         if size > ctx.settings.max_input_bytes:
             raise WorkerError(
-                ErrorCode.INPUT_TOO_LARGE, f"source is {size} bytes; the limit is {ctx.settings.max_input_bytes} bytes"
+                ErrorCode.INPUT_TOO_LARGE,
+                f"source is {size} bytes; the limit is {ctx.settings.max_input_bytes} bytes",
             )
         yield Source(url=f"file:{path}", options=_file_options(), shown=shown)
         return
@@ -114,7 +122,9 @@ def open_source(ctx: Context) -> Iterator[Source]:
         # Refuse a blocked host before anything connects; the proxy checks every hop again.
         check_url(url, ctx.settings.policy)
     except BlockedAddressError as exc:
-        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"{shown}: blocked by the URL guard: {exc}") from exc
+        raise WorkerError(
+            ErrorCode.SOURCE_FORBIDDEN, f"{shown}: blocked by the URL guard: {exc}"
+        ) from exc
     except OSError as exc:
         raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{shown}: {exc}") from exc
     with GuardProxy(url, ctx.net, ctx.settings.max_input_bytes) as proxy:
@@ -132,7 +142,9 @@ def _file_options() -> dict[str, Any]:
     return {"protocol_whitelist": "file", "format_whitelist": DEMUXERS}
 
 
-def _source_failure(source: Source, returncode: int, stderr: str, default: ErrorCode) -> WorkerError:
+def _source_failure(
+    source: Source, returncode: int, stderr: str, default: ErrorCode
+) -> WorkerError:
     if source.proxy is not None and source.proxy.error is not None:
         return source.proxy.error
     reason = process.describe_failure(returncode, stderr)
@@ -140,9 +152,14 @@ def _source_failure(source: Source, returncode: int, stderr: str, default: Error
 
 
 def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]:
-    """ffprobe the source: fail fast on missing, forbidden, silent or undecodable input."""
+    """Ffprobe the source: fail fast on missing, forbidden, silent or undecodable input."""
     data, stderr = process.ffprobe_json(source.url, source.options, ctx.deadline)
-    if data is None and source.proxy is not None and source.proxy.error is None and not source.proxy.range_supported:
+    if (
+        data is None
+        and source.proxy is not None
+        and source.proxy.error is None
+        and not source.proxy.range_supported
+    ):
         # Typically an MP4/MOV whose index sits at the end, from a server without
         # Range support: it cannot be streamed, but it can be read from a local copy.
         _download(ctx, source)
@@ -152,7 +169,9 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
     track = ctx.task.source.audio_track or 0
     if not streams:
-        raise WorkerError(ErrorCode.NO_AUDIO_STREAM, f"{source.shown}: the source has no audio stream")
+        raise WorkerError(
+            ErrorCode.NO_AUDIO_STREAM, f"{source.shown}: the source has no audio stream"
+        )
     if track >= len(streams):
         raise WorkerError(
             ErrorCode.NO_AUDIO_STREAM,
@@ -175,7 +194,9 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
         duration=duration,
     )
     if info.sample_rate <= 0 or info.channels <= 0 or info.codec == "unknown":
-        raise WorkerError(ErrorCode.DECODE_FAILED, f"{source.shown}: the audio stream cannot be decoded")
+        raise WorkerError(
+            ErrorCode.DECODE_FAILED, f"{source.shown}: the audio stream cannot be decoded"
+        )
     ctx.log.info(
         "probed",
         source=source.shown,
@@ -191,7 +212,11 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
 def _download(ctx: Context, source: Source) -> None:
     """Copy a URL source into the temp dir within the size limit; switch ffmpeg to it."""
     assert source.proxy is not None
-    ctx.log.info("download-fallback", source=source.shown, reason="source cannot be streamed without Range support")
+    ctx.log.info(
+        "download-fallback",
+        source=source.shown,
+        reason="source cannot be streamed without Range support",
+    )
     path = ctx.workdir / "source"
     conn, resp, final = open_get(source.proxy.upstream_url(), ctx.net)
     try:
@@ -204,13 +229,18 @@ def _download(ctx: Context, source: Source) -> None:
                 written += len(chunk)
                 if written > ctx.settings.max_input_bytes:
                     raise WorkerError(
-                        ErrorCode.INPUT_TOO_LARGE, f"source exceeds the limit of {ctx.settings.max_input_bytes} bytes"
+                        ErrorCode.INPUT_TOO_LARGE,
+                        f"source exceeds the limit of {ctx.settings.max_input_bytes} bytes",
                     )
                 out.write(chunk)
                 if time.monotonic() > ctx.deadline:
-                    raise WorkerError(ErrorCode.TIMEOUT, "the task's time limit (timeoutSeconds) was reached")
+                    raise WorkerError(
+                        ErrorCode.TIMEOUT, "the task's time limit (timeoutSeconds) was reached"
+                    )
     except OSError as exc:
-        raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{source.shown}: download failed: {exc}") from exc
+        raise WorkerError(
+            ErrorCode.SOURCE_UNREACHABLE, f"{source.shown}: download failed: {exc}"
+        ) from exc
     finally:
         conn.close()
     source.url = f"file:{path}"
@@ -222,7 +252,9 @@ def _progress(ctx: Context, step: str, total: float | None) -> ProgressReporter:
     return ProgressReporter(ctx.log, step, total, ctx.settings.progress_interval)
 
 
-def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None) -> tuple[Path, bool]:
+def encode(
+    ctx: Context, source: Source, info: AudioInfo, duration: float | None
+) -> tuple[Path, bool]:
     """Run ffmpeg into a file in the temp dir; returns it and whether audio was copied."""
     output = ctx.task.output
     plan = plan_encode(output, info)
@@ -239,7 +271,12 @@ def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None
             ctx.log.warning("normalize-skipped", reason="the source is silent; no gain applied")
         else:
             audio_filter = loudnorm_filter(loudness_targets(output), measured)
-            ctx.log.info("measured", integratedLufs=measured.integrated, truePeakDb=measured.true_peak, lra=measured.lra)
+            ctx.log.info(
+                "measured",
+                integratedLufs=measured.integrated,
+                truePeakDb=measured.true_peak,
+                lra=measured.lra,
+            )
     path = ctx.workdir / ("out" + plan.spec.extension)
     args = build_command(inp, plan, str(path), audio_filter=audio_filter, tags=output.tags)
     ctx.log.info(
@@ -250,7 +287,9 @@ def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None
         options={k: str(v) for k, v in plan.options.items()},
     )
     reporter = _progress(ctx, "encode", expected)
-    done = process.run(args, ctx.deadline, on_progress=lambda pos, speed, end: reporter.update(pos, speed, end))
+    done = process.run(
+        args, ctx.deadline, on_progress=lambda pos, speed, end: reporter.update(pos, speed, end)
+    )
     if done.returncode != 0:
         if source.proxy is not None and source.proxy.error is not None:
             raise source.proxy.error
@@ -264,10 +303,20 @@ def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None
 
 def _decode_problem(stderr: str) -> bool:
     text = stderr.lower()
-    return any(s in text for s in ("invalid data found", "error while decoding", "moov atom not found", "partial file"))
+    return any(
+        s in text
+        for s in (
+            "invalid data found",
+            "error while decoding",
+            "moov atom not found",
+            "partial file",
+        )
+    )
 
 
-def _expected_duration(duration: float | None, start: float | None, length: float | None) -> float | None:
+def _expected_duration(
+    duration: float | None, start: float | None, length: float | None
+) -> float | None:
     if duration is None:
         return length
     remaining = max(0.0, duration - (start or 0.0))
@@ -278,7 +327,9 @@ def _measure(ctx: Context, source: Source, inp: InputSpec, expected: float | Non
     """First loudnorm pass: the ebur128 filter (much cheaper than loudnorm's own analysis)."""
     reporter = _progress(ctx, "measure", expected)
     done = process.run(
-        build_measure_command(inp), ctx.deadline, on_progress=lambda pos, speed, end: reporter.update(pos, speed, end)
+        build_measure_command(inp),
+        ctx.deadline,
+        on_progress=lambda pos, speed, end: reporter.update(pos, speed, end),
     )
     if done.returncode != 0:
         raise _source_failure(source, done.returncode, done.stderr, ErrorCode.DECODE_FAILED)
@@ -289,9 +340,14 @@ def finish(ctx: Context, local: tuple[Path, bool]) -> JobResult:
     """Describe the output (ffprobe, sha256, loudness) and deliver it."""
     path, copied = local
     output = ctx.task.output
-    data, stderr = process.ffprobe_json(f"file:{path}", {"protocol_whitelist": "file"}, ctx.deadline)
+    data, stderr = process.ffprobe_json(
+        f"file:{path}", {"protocol_whitelist": "file"}, ctx.deadline
+    )
     if data is None:
-        raise WorkerError(ErrorCode.ENCODE_FAILED, f"the output cannot be read back: {process.describe_failure(1, stderr)}")
+        raise WorkerError(
+            ErrorCode.ENCODE_FAILED,
+            f"the output cannot be read back: {process.describe_failure(1, stderr)}",
+        )
     streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise WorkerError(ErrorCode.ENCODE_FAILED, "the output has no audio stream")
@@ -308,12 +364,22 @@ def finish(ctx: Context, local: tuple[Path, bool]) -> JobResult:
             digest.update(chunk)
     filename = output_filename(output, ctx.task.name)
     assert output.destination is not None
-    uri = deliver(path, output.destination, filename, Format(output.format or Format.MP3), ctx.volumes, ctx.net, ctx.log)
+    uri = deliver(
+        path,
+        output.destination,
+        filename,
+        Format(output.format or Format.MP3),
+        ctx.volumes,
+        ctx.net,
+        ctx.log,
+    )
     bitrate = _int(stream.get("bit_rate")) or _int(fmt.get("bit_rate")) or None
     return JobResult(
         uri=uri,
         size_bytes=path.stat().st_size,
-        duration_seconds=round(_float(stream.get("duration")) or _float(fmt.get("duration")) or 0.0, 3),
+        duration_seconds=round(
+            _float(stream.get("duration")) or _float(fmt.get("duration")) or 0.0, 3
+        ),
         format=str(output.format),
         codec=str(stream.get("codec_name")),
         bitrate=bitrate,

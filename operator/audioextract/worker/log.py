@@ -62,7 +62,9 @@ class JsonLogger:
 class ProgressReporter:
     """Turns ffmpeg's ``-progress`` time into percent-done log lines, at most one per interval."""
 
-    def __init__(self, logger: JsonLogger, step: str, total_seconds: float | None, interval: float) -> None:
+    def __init__(
+        self, logger: JsonLogger, step: str, total_seconds: float | None, interval: float
+    ) -> None:
         self.logger = logger
         self.step = step
         self.total = total_seconds if total_seconds and total_seconds > 0 else None

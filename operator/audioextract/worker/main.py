@@ -35,9 +35,16 @@ _QUERY = re.compile(r"\?[^\s'\"]*")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The worker's command-line flags."""
-    parser.add_argument("--task", metavar="FILE", help=f"task JSON file (default: the {TASK_ENV} environment variable)")
     parser.add_argument(
-        "--result", metavar="FILE", default=DEFAULT_RESULT, help=f"where to write the result JSON (default {DEFAULT_RESULT})"
+        "--task",
+        metavar="FILE",
+        help=f"task JSON file (default: the {TASK_ENV} environment variable)",
+    )
+    parser.add_argument(
+        "--result",
+        metavar="FILE",
+        default=DEFAULT_RESULT,
+        help=f"where to write the result JSON (default {DEFAULT_RESULT})",
     )
     parser.add_argument(
         "--volume",
@@ -67,7 +74,9 @@ def result_json(payload: JobResult | JobError) -> str:
     while len(text.encode()) > RESULT_LIMIT:
         # Only the free text can be long: a message, or a uri near its 4096 limit.
         if isinstance(payload, JobError):
-            payload = payload.model_copy(update={"message": payload.message[: len(payload.message) // 2] + "…"})
+            payload = payload.model_copy(
+                update={"message": payload.message[: len(payload.message) // 2] + "…"}
+            )
             body = {"error": payload.dump()}
         else:
             body["uri"] = body["uri"][: len(body["uri"]) // 2] + "…"
@@ -120,14 +129,24 @@ def run(args: argparse.Namespace) -> int:
             settings = WorkerSettings.from_env()
             volumes = _parse_volumes(args.volume)
         except (OSError, ValueError, ValidationError) as exc:
-            raise WorkerError(ErrorCode.INVALID_SPEC, f"invalid task or settings: {_short(exc)}") from exc
+            raise WorkerError(
+                ErrorCode.INVALID_SPEC, f"invalid task or settings: {_short(exc)}"
+            ) from exc
         log.job = task.name
         if args.temp_dir:
             settings = _with_temp(settings, Path(args.temp_dir))
-        from audioextract.worker.job import execute  # after validation: keeps a bad task's exit fast
+        from audioextract.worker.job import (
+            execute,
+        )  # after validation: keeps a bad task's exit fast
 
         log.info("start", format=task.output.format, timeoutSeconds=task.timeout_seconds)
-        outcome = execute(task, settings, VolumeMap(settings.volumes_root, volumes), log, started + task.timeout_seconds)
+        outcome = execute(
+            task,
+            settings,
+            VolumeMap(settings.volumes_root, volumes),
+            log,
+            started + task.timeout_seconds,
+        )
         rc = EXIT_OK
         log.info("succeeded", elapsedSeconds=round(time.monotonic() - started, 3), **outcome.dump())
     except WorkerError as exc:
@@ -136,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
         rc = exit_code.code
         log.error("failed", code=exc.code, message=outcome.message, retryable=exit_code.retryable)
     except Exception as exc:
-        outcome = JobError(code=ErrorCode.WORKER_CRASHED, message=scrub(f"unexpected {type(exc).__name__}: {exc}"), retryable=True)
+        outcome = JobError(
+            code=ErrorCode.WORKER_CRASHED,
+            message=scrub(f"unexpected {type(exc).__name__}: {exc}"),
+            retryable=True,
+        )
         rc = EXIT_CRASHED
         log.error("crashed", error=type(exc).__name__, message=outcome.message)
     finally:

@@ -32,7 +32,9 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
         self._ctx = context
@@ -72,7 +74,9 @@ def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
     try:
         address = resolve(host, port, config.policy)
     except BlockedAddressError as exc:
-        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"{host}: blocked by the URL guard: {exc}") from exc
+        raise WorkerError(
+            ErrorCode.SOURCE_FORBIDDEN, f"{host}: blocked by the URL guard: {exc}"
+        ) from exc
     except OSError as exc:
         raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{host}: {exc}") from exc
     if parts.scheme == "https":
@@ -92,7 +96,9 @@ def network_error(exc: BaseException, url: str) -> WorkerError:
     if isinstance(exc, TimeoutError | socket.timeout):
         return WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{where}: timed out")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{where}: TLS verification failed: {exc.verify_message}")
+        return WorkerError(
+            ErrorCode.SOURCE_UNREACHABLE, f"{where}: TLS verification failed: {exc.verify_message}"
+        )
     return WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{where}: {type(exc).__name__}: {exc}")
 
 
@@ -132,5 +138,6 @@ def open_get(
         conn.close()
         url = urljoin(url, location)
     raise WorkerError(
-        ErrorCode.SOURCE_UNREACHABLE, f"more than {config.max_redirects} redirects (last: {redact_url(url)})"
+        ErrorCode.SOURCE_UNREACHABLE,
+        f"more than {config.max_redirects} redirects (last: {redact_url(url)})",
     )

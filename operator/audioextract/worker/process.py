@@ -53,7 +53,9 @@ def run(
     capture_stdout: bool = False,
 ) -> Completed:
     """Run a child until it exits or the deadline passes (then kill it: Timeout)."""
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     with _active_lock:
         _active.add(proc)
     err_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -72,7 +74,9 @@ def run(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise WorkerError(ErrorCode.TIMEOUT, "the task's time limit (timeoutSeconds) was reached") from None
+            raise WorkerError(
+                ErrorCode.TIMEOUT, "the task's time limit (timeoutSeconds) was reached"
+            ) from None
         out_thread.join(timeout=5)
         err_thread.join(timeout=5)
     finally:
@@ -106,9 +110,20 @@ def _read_stdout(
             on_progress(position, speed, line.endswith("end"))
 
 
-def ffprobe_json(url: str, options: dict[str, Any], deadline: float) -> tuple[dict[str, Any] | None, str]:
-    """ffprobe's JSON for a source or output; (None, stderr) when ffprobe fails."""
-    args = ["ffprobe", "-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"]
+def ffprobe_json(
+    url: str, options: dict[str, Any], deadline: float
+) -> tuple[dict[str, Any] | None, str]:
+    """Ffprobe's JSON for a source or output; (None, stderr) when ffprobe fails."""
+    args = [
+        "ffprobe",
+        "-v",
+        "error",
+        "-hide_banner",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ]
     for key, value in options.items():
         args += [f"-{key}", str(value)]
     args += ["-i", url]

@@ -20,7 +20,14 @@ from audioextract.worker.errors import WorkerError
 from audioextract.worker.net import NetConfig, open_get, status_error
 
 CHUNK = 256 * 1024
-FORWARDED = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified", "ETag")
+FORWARDED = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Range",
+    "Accept-Ranges",
+    "Last-Modified",
+    "ETag",
+)
 
 
 def declared_size(resp: http.client.HTTPResponse) -> int | None:
@@ -51,7 +58,9 @@ class GuardProxy:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.proxy = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="guard-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="guard-proxy", daemon=True
+        )
 
     @property
     def local_url(self) -> str:
@@ -82,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "audioextract-guard"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         # The default logs request lines to stderr, which would break the JSON log.
         return
 
@@ -139,7 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 chunk = resp.read1(CHUNK)
             except (OSError, http.client.HTTPException) as exc:
-                proxy.record(WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"reading the source failed: {exc}"))
+                proxy.record(
+                    WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"reading the source failed: {exc}")
+                )
                 return
             if not chunk:
                 return

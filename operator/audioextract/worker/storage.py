@@ -22,12 +22,17 @@ class VolumeMap:
         """The local directory where a claim is mounted."""
         return self.explicit.get(claim, self.root / claim)
 
-    def resolve(self, claim: str, relative: str | None, missing: ErrorCode, escape: ErrorCode) -> Path:
+    def resolve(
+        self, claim: str, relative: str | None, missing: ErrorCode, escape: ErrorCode
+    ) -> Path:
         """A path inside a claim's mount: ``missing`` if it is not mounted, ``escape`` if a
-        symlink or '..' leads outside it."""
+        symlink or '..' leads outside it.
+        """
         base = self.directory(claim)
         if not base.is_dir():
-            raise WorkerError(missing, f"volume {claim!r} is not mounted (expected a directory at {base})")
+            raise WorkerError(
+                missing, f"volume {claim!r} is not mounted (expected a directory at {base})"
+            )
         real_base = base.resolve()
         target = (base / (relative or "")).resolve()
         if target != real_base and real_base not in target.parents:
@@ -50,7 +55,12 @@ def s3_client(endpoint: str | None, region: str | None) -> Any:
     from botocore.config import Config
 
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or None
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    region = (
+        region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or DEFAULT_REGION
+    )
     # Path-style addressing: S3-compatible stores rarely have per-bucket DNS names.
     config = Config(
         signature_version="s3v4",
