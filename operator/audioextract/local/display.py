@@ -89,6 +89,7 @@ class Display:
     def job_started(self, state: JobState) -> None:
         """An attempt started."""
         suffix = f" (attempt {state.attempts})" if state.attempts > 1 else ""
+        self._last_plain[state.job.key] = time.monotonic()
         self._line(f"started   {state.job.key}{suffix}", permanent=not self.live)
         self.redraw(force=True)
 
