@@ -8,6 +8,7 @@ the configured schedule within a time bound.
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from audioextract.webhooks.delivery import (
 from audioextract.webhooks.events import Event, Snapshot, owed_events
 
 SECRET_ENV = "AUDIOEXTRACT_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
-PRESIGN_SECONDS = 3600
+LOOP_ERROR_DELAY_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,12 +102,19 @@ class Hooks:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            report = await self.dispatcher.deliver_pending(
-                self.key, self.endpoint, self.owed(), self.status
-            )
-            self.status = report.status
+            try:
+                report = await self.dispatcher.deliver_pending(
+                    self.key, self.endpoint, self.owed(), self.status
+                )
+            except Exception:
+                # Delivery must never stop the run; the final drain tries again.
+                log.exception("webhook delivery failed unexpectedly")
+                next_in: float | None = LOOP_ERROR_DELAY_SECONDS
+            else:
+                self.status = report.status
+                next_in = report.next_attempt_in
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), report.next_attempt_in)
+                await asyncio.wait_for(self._wake.wait(), next_in)
 
     async def drain(self, seconds: float) -> DrainReport:
         """Stop the loop, then deliver what is still owed, for at most ``seconds``."""
