@@ -1,7 +1,7 @@
 """The worker's environment knobs, read once at start-up (documented in docs/worker.md)."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioextract.urlguard import GuardPolicy
@@ -50,7 +50,7 @@ class WorkerSettings:
     max_media_seconds: float = DEFAULT_MAX_MEDIA_SECONDS
     ca_file: str | None = None
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
-    policy: GuardPolicy = GuardPolicy()
+    policy: GuardPolicy = field(default_factory=GuardPolicy)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "WorkerSettings":

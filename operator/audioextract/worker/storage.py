@@ -25,8 +25,10 @@ class VolumeMap:
     def resolve(
         self, claim: str, relative: str | None, missing: ErrorCode, escape: ErrorCode
     ) -> Path:
-        """A path inside a claim's mount: ``missing`` if it is not mounted, ``escape`` if a
-        symlink or '..' leads outside it.
+        """A path inside a claim's mount.
+
+        Raises ``missing`` if the claim is not mounted, ``escape`` if a symlink or '..'
+        leads outside it.
         """
         base = self.directory(claim)
         if not base.is_dir():
