@@ -9,7 +9,6 @@ the configured schedule within a time bound.
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,7 +24,6 @@ from audioextract.webhooks.delivery import (
 )
 from audioextract.webhooks.events import Event, Snapshot, owed_events
 
-SECRET_ENV = "AUDIOEXTRACT_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
 LOOP_ERROR_DELAY_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
@@ -38,11 +36,6 @@ class DrainReport:
     status: WebhookStatus
     failures: list[DeliveryOutcome] = field(default_factory=list)
     timed_out: bool = False
-
-
-def secret_from(flag: str | None) -> str | None:
-    """The signing secret: ``--webhook-secret``, else $AUDIOEXTRACT_WEBHOOK_SECRET."""
-    return flag or os.environ.get(SECRET_ENV) or None
 
 
 class Hooks:

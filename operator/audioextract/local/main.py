@@ -6,19 +6,20 @@ input (the validation errors are printed per field); 130 interrupted (Ctrl-C).
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audioextract.api.constants import JobPhase
-from audioextract.local.display import Display, results_table, summary
-from audioextract.local.hooks import SECRET_ENV, secret_from
 from audioextract.local.load import InvalidInputError, load
 from audioextract.local.plan import Plan, build_plan, parse_volumes
-from audioextract.local.runner import Outcome, Runner
-from audioextract.webhooks.signing import InvalidSecretError, parse_secrets
+
+if TYPE_CHECKING:
+    from audioextract.local.runner import Outcome, Runner
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -26,6 +27,12 @@ EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_OUT = "out"
 DEFAULT_DRAIN_SECONDS = 30.0
+SECRET_ENV = "AUDIOEXTRACT_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
+
+
+def secret_from(flag: str | None) -> str | None:
+    """The signing secret: ``--webhook-secret``, else $AUDIOEXTRACT_WEBHOOK_SECRET."""
+    return flag or os.environ.get(SECRET_ENV) or None
 
 
 def _positive(text: str) -> int:
@@ -91,6 +98,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Plan, str | None]:
                     f"--webhook-secret or set {SECRET_ENV}"
                 ]
             )
+        # The webhooks package loads aiohttp: only when there is a webhook.
+        from audioextract.webhooks.signing import InvalidSecretError, parse_secrets
+
         try:
             parse_secrets(secret)
         except InvalidSecretError as exc:
@@ -98,7 +108,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Plan, str | None]:
     return plan, secret
 
 
-def exit_code(outcome: Outcome) -> int:
+def exit_code(outcome: "Outcome") -> int:
     """0 when every job succeeded, 130 when interrupted, else 1."""
     if outcome.interrupted:
         return EXIT_INTERRUPTED
@@ -107,7 +117,7 @@ def exit_code(outcome: Outcome) -> int:
     return EXIT_FAILED
 
 
-async def _main(runner: Runner) -> Outcome:
+async def _main(runner: "Runner") -> "Outcome":
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, runner.interrupt)
     loop.add_signal_handler(signal.SIGTERM, runner.interrupt)
@@ -128,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         for message in exc.messages:
             print(f"  {message}", file=sys.stderr)
         return EXIT_INVALID
+    # Imported once the input is known to be good: a bad file is reported fast.
+    from audioextract.local.display import Display, results_table, summary
+    from audioextract.local.runner import Runner
+
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     status_path = Path(args.status) if args.status else None
     workdir = Path(tempfile.mkdtemp(prefix="audioextract-run-"))
