@@ -1,20 +1,26 @@
 """Webhooks from a local run: the operator's events, ids and Standard Webhooks signatures."""
 
+import hashlib
+import json
+import urllib.request
 from collections import Counter
 
 from audioextract.webhooks.signing import generate_secret
 from tests.local.conftest import RunCli, batch, http_job
 from tests.support import http_server
+from tests.support.s3 import client
 from tests.support.webhook_receiver import receiver
 
 
 def test_events_per_job_and_batch_verified_with_the_reference_library(
-    run_cli: RunCli, source_server: http_server.MediaServer
+    run_cli: RunCli, source_server: http_server.MediaServer, s3_endpoint: str
 ) -> None:
     secret = generate_secret()
+    client(s3_endpoint).create_bucket(Bucket="hooked")
+    to_s3 = {"destination": {"s3": {"bucket": "hooked", "endpoint": s3_endpoint}}}
     with receiver(secret) as rec:
         jobs = [
-            http_job(source_server, "good"),
+            http_job(source_server, "good", output=to_s3),
             http_job(source_server, "missing", path="status/404"),
         ]
         obj = batch(
@@ -32,7 +38,12 @@ def test_events_per_job_and_batch_verified_with_the_reference_library(
     assert len({hit.id for hit in rec.hits}) == 3
     by_type = {hit.type: hit.body["data"] for hit in rec.hits}
     assert by_type["job.completed"]["job"] == {"name": "good", "extractionJob": "hooked-good"}
-    assert by_type["job.completed"]["result"]["uri"].endswith("/hooked-good.mp3")
+    completed = by_type["job.completed"]
+    assert completed["result"]["uri"] == "s3://hooked/hooked-good.mp3"
+    # An S3 result comes with a presigned GET link, sent and never stored.
+    with urllib.request.urlopen(completed["downloadUrl"]) as resp:
+        assert hashlib.sha256(resp.read()).hexdigest() == completed["result"]["sha256"]
+    assert "downloadUrl" not in json.dumps(run.status())
     assert by_type["job.failed"]["error"]["code"] == "SourceNotFound"
     assert by_type["batch.completed"]["phase"] == "PartiallySucceeded"
     assert by_type["batch.completed"]["summary"] == {"total": 2, "succeeded": 1, "failed": 1}
