@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker
+.PHONY: venv test lint fmt crds crds-check clean bench-worker demo
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -21,14 +21,18 @@ venv: $(BIN)/.installed
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# A sample video, a local HTTP server and a Batch run by `audio-extract run` (docs/local.md).
+demo: venv
+	$(BIN)/python demo/run_demo.py
+
 lint: venv
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench demo
+	$(BIN)/ruff format --check operator tests bench demo
 	$(BIN)/mypy
 
 fmt: venv
-	$(BIN)/ruff format operator tests bench
-	$(BIN)/ruff check --fix operator tests bench
+	$(BIN)/ruff format operator tests bench demo
+	$(BIN)/ruff check --fix operator tests bench demo
 
 crds: venv
 	$(BIN)/audio-extract crds --write crds
@@ -41,4 +45,4 @@ bench-worker: venv
 	$(BIN)/python bench/worker.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache demo-out

@@ -9,6 +9,10 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "crds": ("audioextract.api.crd", "print, write or check the generated CRDs"),
     "operator": ("audioextract.handlers.main", "run the Kubernetes operator"),
+    "run": (
+        "audioextract.local.main",
+        "run a Batch or ExtractionJob file locally, without Kubernetes",
+    ),
     "worker": ("audioextract.worker.main", "run one extraction task (the worker image)"),
 }
 

@@ -8,6 +8,7 @@ Paths (FILE is a name in the served directory):
   /redirect-to?url=U a 302 to an arbitrary URL U
   /hang              accepts the request and never answers
   /slow/FILE         trickles the file slowly
+  /flaky/N/FILE      503 for the first N GETs of this path (query included), then as /range
   PUT /upload/NAME   stores the body (see ``uploads``); PUT /status/CODE answers CODE
 """
 
@@ -34,6 +35,10 @@ class MediaServer(ThreadingHTTPServer):
         self.uploads: dict[str, bytes] = {}
         self.connections = 0
         self.stop_hang = threading.Event()
+        # (start, end, path with query) of every GET, for concurrency measurements.
+        self.spans: list[tuple[float, float, str]] = []
+        self.flaky_seen: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     @property
     def base(self) -> str:
@@ -69,6 +74,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
+        started = time.monotonic()
+        try:
+            self._get()
+        finally:
+            with self.server._lock:
+                self.server.spans.append((started, time.monotonic(), self.path))
+
+    def _get(self) -> None:
         self.server.requests.append(("GET", self.path, dict(self.headers)))
         parts = urlsplit(self.path)
         segs = parts.path.lstrip("/").split("/", 1)
@@ -81,6 +94,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._empty(302, {"Location": loc})
         elif kind == "redirect-to":
             self._empty(302, {"Location": parse_qs(parts.query)["url"][0]})
+        elif kind == "flaky":
+            n, _, name = rest.partition("/")
+            with self.server._lock:
+                seen = self.server.flaky_seen.get(self.path, 0)
+                self.server.flaky_seen[self.path] = seen + 1
+            path = self._file(name)
+            if seen < int(n):
+                self._empty(503)
+            elif path is None:
+                self._empty(404)
+            else:
+                self._serve(path, ranges=True, slow=False)
         elif kind == "hang":
             self.server.stop_hang.wait(120)
         elif kind in ("range", "norange", "slow"):

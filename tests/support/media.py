@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,16 @@ RECIPES: dict[str, list[str]] = {
 }
 
 
-def generate(directory: Path) -> dict[str, Path]:
-    """Create every recipe (plus corrupt files) in ``directory``; returns name -> path."""
+def generate(directory: Path, names: Sequence[str] | None = None) -> dict[str, Path]:
+    """Create every recipe (plus corrupt files) in ``directory``; returns name -> path.
+
+    ``names`` limits it to those recipes (and no corrupt files), for suites that need few.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, args in RECIPES.items():
+        if names is not None and name not in names:
+            continue
         path = directory / name
         if not path.exists():
             subprocess.run(
@@ -86,6 +92,8 @@ def generate(directory: Path) -> dict[str, Path]:
                 check=True,
             )
         paths[name] = path
+    if names is not None:
+        return paths
     garbage = directory / "garbage.mp4"
     garbage.write_bytes(bytes((i * 7919 + 13) % 251 for i in range(64 * 1024)))
     paths["garbage.mp4"] = garbage

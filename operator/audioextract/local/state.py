@@ -1,0 +1,199 @@
+"""What the runner knows about each job, and the status built from it with the operator's code.
+
+A Batch's status comes from :func:`audioextract.reconcile.rollup.rollup` over one
+:class:`ChildSnapshot` per job, exactly as the operator builds it from its
+ExtractionJobs; a standalone ExtractionJob's status gets the same kstatus
+conditions. Webhook snapshots are built from the same values.
+"""
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from audioextract.api.constants import API_VERSION, BATCH_KIND, JobPhase
+from audioextract.api.status import (
+    BatchStatus,
+    ExtractionJobStatus,
+    JobError,
+    JobResult,
+    WebhookStatus,
+)
+from audioextract.local.plan import LocalJob, Plan
+from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
+from audioextract.reconcile.rollup import ChildSnapshot, rollup
+from audioextract.webhooks.events import Child, Owner, Snapshot
+
+# metadata.generation of an object as first created; the local run never changes its spec.
+GENERATION = 1
+_LIFECYCLE = {
+    JobPhase.QUEUED: Lifecycle.PROGRESSING,
+    JobPhase.RUNNING: Lifecycle.PROGRESSING,
+    JobPhase.SUCCEEDED: Lifecycle.SUCCEEDED,
+    JobPhase.FAILED: Lifecycle.FAILED,
+}
+
+
+@dataclass
+class JobState:
+    """One job as it runs: phase, attempts, times, outcome and the latest progress."""
+
+    job: LocalJob
+    phase: JobPhase = JobPhase.QUEUED
+    attempts: int = 0
+    start_time: str | None = None
+    completion_time: str | None = None
+    result: JobResult | None = None
+    error: JobError | None = None
+    step: str | None = None
+    step_percent: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Succeeded or failed."""
+        return self.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED)
+
+    @property
+    def elapsed(self) -> float | None:
+        """Wall-clock seconds since the first attempt started (until it finished)."""
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    @property
+    def percent(self) -> float:
+        """Overall progress of the job, 0-100: a normalised job measures first, then encodes."""
+        if self.phase == JobPhase.SUCCEEDED:
+            return 100.0
+        if self.phase != JobPhase.RUNNING or self.step_percent is None:
+            return 0.0
+        if not self.job.normalize:
+            return self.step_percent if self.step == "encode" else 0.0
+        half = self.step_percent / 2
+        return half if self.step == "measure" else 50.0 + half
+
+    def snapshot(self) -> ChildSnapshot:
+        """The rollup's view of this job."""
+        return ChildSnapshot(
+            key=self.job.key,
+            name=self.job.name,
+            phase=self.phase,
+            result=self.result,
+            error=self.error,
+            start_time=self.start_time,
+            completion_time=self.completion_time,
+        )
+
+    def child(self, batch: bool) -> Child:
+        """The webhooks' view of this job."""
+        return Child(
+            name=self.job.key,
+            phase=self.phase,
+            extraction_job=self.job.name if batch else None,
+            result=self.result,
+            error=self.error,
+            attempts=self.attempts or None,
+            start_time=self.start_time,
+            completion_time=self.completion_time,
+        )
+
+
+def batch_status(
+    plan: Plan, states: list[JobState], previous: BatchStatus | None, now: str
+) -> BatchStatus:
+    """The Batch's status from its jobs: the operator's rollup."""
+    assert plan.loaded.batch is not None
+    return rollup(
+        plan.loaded.batch,
+        [s.snapshot() for s in states],
+        previous=previous,
+        generation=GENERATION,
+        now=now,
+    )
+
+
+def job_status(
+    state: JobState, previous: ExtractionJobStatus | None, webhook: WebhookStatus | None, now: str
+) -> ExtractionJobStatus:
+    """A standalone ExtractionJob's status, with the conditions the operator sets."""
+    if state.phase == JobPhase.FAILED and state.error is not None:
+        reason, message = str(state.error.code), state.error.message
+    elif state.phase == JobPhase.SUCCEEDED and state.result is not None:
+        reason, message = "Succeeded", state.result.uri
+    else:
+        reason, message = str(state.phase), f"job is {str(state.phase).lower()}"
+    return ExtractionJobStatus(
+        phase=state.phase,
+        attempts=state.attempts,
+        start_time=state.start_time,
+        completion_time=state.completion_time,
+        result=state.result,
+        error=state.error,
+        conditions=lifecycle_conditions(
+            previous.conditions if previous else None,
+            _LIFECYCLE[state.phase],
+            reason,
+            message,
+            now=now,
+            observed_generation=GENERATION,
+        ),
+        observed_generation=GENERATION,
+        webhook=webhook,
+    )
+
+
+def owner(plan: Plan) -> Owner:
+    """The webhooks' owner: the Batch or the standalone ExtractionJob."""
+    loaded = plan.loaded
+    return Owner(kind=loaded.kind, namespace=loaded.namespace, name=loaded.name, uid=loaded.uid)
+
+
+def webhook_snapshot(
+    plan: Plan, states: list[JobState], status: BatchStatus | ExtractionJobStatus
+) -> Snapshot:
+    """What the owed webhook events are derived from."""
+    is_batch = plan.loaded.kind == BATCH_KIND
+    phase = status.phase if isinstance(status, BatchStatus) else None
+    return Snapshot(
+        owner=owner(plan),
+        children=[s.child(is_batch) for s in states],
+        phase=phase,
+        completion_time=status.completion_time,
+    )
+
+
+def document(plan: Plan, status: BatchStatus | ExtractionJobStatus) -> dict[str, Any]:
+    """The status file's content: the object as ``kubectl get -o yaml`` shows it, without spec."""
+    loaded = plan.loaded
+    meta: dict[str, Any] = {"name": loaded.name, "namespace": loaded.namespace, "uid": loaded.uid}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": loaded.kind,
+        "metadata": meta,
+        "status": status.dump(),
+    }
+
+
+def write_document(path: Path, doc: dict[str, Any]) -> None:
+    """Write YAML (or JSON for a ``.json`` name) atomically: a reader never sees half a file."""
+    if path.suffix.lower() == ".json":
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
