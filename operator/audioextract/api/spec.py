@@ -103,7 +103,7 @@ class VolumeFile(Model):
 
 
 class S3Options(Model):
-    """How to reach an S3-compatible object store."""
+    """How to reach an S3-compatible object store; a source's and a destination's alike."""
 
     endpoint: str | None = Field(
         default=None,
@@ -162,7 +162,7 @@ class Source(Model):
         return self
 
 
-class S3Destination(Model):
+class S3Destination(S3Options):
     """An S3-compatible bucket."""
 
     bucket: str = Field(
@@ -176,20 +176,6 @@ class S3Destination(Model):
         max_length=1024,
         pattern=r"^[^/\s][^\s]*$",
         description="Key prefix; the output's filename is appended. Default: none.",
-    )
-    endpoint: str | None = Field(
-        default=None,
-        max_length=2048,
-        pattern=HTTP_URL,
-        description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
-    )
-    region: str | None = Field(
-        default=None, max_length=64, description="Region. Default: the operator's setting."
-    )
-    credentials_secret: SecretRef | None = Field(
-        default=None,
-        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-        "(and optionally AWS_SESSION_TOKEN). Default: the operator's configured Secret.",
     )
 
 
