@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     resync_seconds: float = Field(
         default=10, gt=0, description="Full re-list interval of the level-triggered reconcile loop."
     )
+    api_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="Client timeout of each Kubernetes API call (connect and each read).",
+    )
     metrics_port: int | None = Field(
         default=8080, description="Port of the Prometheus endpoint; unset: off."
     )

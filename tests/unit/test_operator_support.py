@@ -94,3 +94,54 @@ def test_lease_one_leader_then_takeover_after_expiry():
         assert await a.try_acquire() and a.leading  # released: no need to wait for expiry
 
     asyncio.run(scenario())
+
+
+def test_retry_after_from_api_errors():
+    from audioextract.handlers.kube import retry_after
+
+    throttled = ApiException(status=429)
+    throttled.headers = {"Retry-After": "2"}
+    assert retry_after(throttled) == 2.0
+    dated = ApiException(status=503)
+    dated.headers = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}
+    assert retry_after(dated) is None
+    assert retry_after(ApiException(status=500)) is None
+    assert retry_after(ValueError("not an API error")) is None
+
+
+def test_failed_passes_back_off_and_honour_retry_after(monkeypatch):
+    from audioextract.handlers import controller as controller_module
+    from audioextract.handlers.controller import Controller
+
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(controller_module.asyncio, "sleep", fake_sleep)
+    c = Controller(object(), Settings(resync_seconds=5), ["ns"])  # type: ignore[arg-type]
+
+    async def scenario() -> list[float]:
+        waits = [await c._after_pass(failed=True) for _ in range(6)]
+        throttled = ApiException(status=429)
+        throttled.headers = {"Retry-After": "3"}
+        c._failed(throttled)
+        waits.append(await c._after_pass(failed=True))
+        waits.append(await c._after_pass(failed=False))
+        return waits
+
+    assert asyncio.run(scenario()) == [0.5, 1.0, 2.0, 4.0, 5, 5, 5, 5]
+    assert slept == [3.0]  # only the Retry-After pause, before the next pass
+
+
+def test_every_api_call_has_a_timeout():
+    from audioextract.handlers.kube import Kube
+
+    seen: dict[str, Any] = {}
+
+    def call(*args: Any, **kwargs: Any) -> None:
+        seen.update(kwargs)
+
+    kube = Kube(api_client=object(), timeout=7)  # type: ignore[arg-type]
+    asyncio.run(kube._call(call, "x"))
+    assert seen == {"_request_timeout": 7}

@@ -17,7 +17,7 @@ from audioextract.handlers.batch import Prepared, batch_key, finish_batch, prepa
 from audioextract.handlers.context import Context, World, controller_owner, key
 from audioextract.handlers.extractionjob import reconcile_extraction_job
 from audioextract.handlers.jobs import admit_jobs
-from audioextract.handlers.kube import Kube
+from audioextract.handlers.kube import Kube, retry_after
 from audioextract.handlers.lease import LeaderElector
 from audioextract.handlers.notify import Notifier
 from audioextract.reconcile.admission import BatchLimit
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 JOB_SELECTOR = f"{LABEL_APP_MANAGED_BY}={MANAGED_BY}"
 DEBOUNCE_SECONDS = 0.2
+# After a pass with errors the next one starts this soon, doubling up to the resync
+# interval while errors persist; events still start a pass at once.
+RETRY_MIN_SECONDS = 0.5
 
 
 class Controller:
@@ -49,6 +52,8 @@ class Controller:
         self.notifier = Notifier(kube, self.wake)
         self.passes = 0
         self.errors = 0
+        self._backoff = 0.0
+        self._retry_after: float | None = None
 
     def wake(self) -> None:
         """Ask for a pass soon (called from kopf's event handlers)."""
@@ -81,8 +86,8 @@ class Controller:
                 continue
             try:
                 prepared.append(await prepare_batch(ctx, world, batch))
-            except Exception:
-                self.errors += 1
+            except Exception as exc:
+                self._failed(exc)
                 log.exception(
                     "Batch %s: reconcile failed; retrying on the next pass", batch_key(batch)
                 )
@@ -99,22 +104,48 @@ class Controller:
         # the other objects: log it and let the next pass retry.
         try:
             await coro
-        except Exception:
-            self.errors += 1
+        except Exception as exc:
+            self._failed(exc)
             log.exception("%s: failed; retrying on the next pass", what)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        wait = retry_after(exc)
+        if wait is not None:
+            self._retry_after = max(self._retry_after or 0.0, wait)
+
+    async def _after_pass(self, failed: bool) -> float:
+        """How long the next pass may wait for an event; honours a server's Retry-After.
+
+        A failed pass (an API error, a timeout) is retried soon with a doubling backoff
+        instead of only on the next event or resync: a refused write produces no event.
+        """
+        resync = self.settings.resync_seconds
+        if not failed:
+            self._backoff = 0.0
+            return resync
+        self._backoff = min(max(self._backoff * 2, RETRY_MIN_SECONDS), resync)
+        if self._retry_after is not None:
+            # The API server asked for a pause (429, 503): no pass before it is over.
+            await asyncio.sleep(min(self._retry_after, resync))
+            self._retry_after = None
+        return self._backoff
 
     async def run(self) -> None:
         """Forever: wait for a wake-up or the resync interval, then run a pass if leading."""
+        timeout = self.settings.resync_seconds
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.settings.resync_seconds)
+                await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
             await asyncio.sleep(DEBOUNCE_SECONDS)
             self.wakeup.clear()
             if self.elector is not None and not self.elector.leading:
+                timeout = self.settings.resync_seconds
                 continue
+            errors = self.errors
             try:
                 await self.reconcile_once()
-            except Exception:
-                self.errors += 1
+            except Exception as exc:
+                self._failed(exc)
                 log.exception("reconcile pass failed; retrying")
-                await asyncio.sleep(1)
+            timeout = await self._after_pass(self.errors > errors)

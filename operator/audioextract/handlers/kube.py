@@ -34,11 +34,32 @@ def is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and exc.status == 404
 
 
-class Kube:
-    """Thin async facade over the Kubernetes client for the operator's resources."""
+def retry_after(exc: BaseException) -> float | None:
+    """The seconds an API error's ``Retry-After`` header asks to wait (429, 503), if any."""
+    if not isinstance(exc, ApiException) or not exc.headers:
+        return None
+    value = exc.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from the API server; the caller's backoff applies
 
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
-        """Use ``api_client``, else one from the loaded configuration."""
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class Kube:
+    """Thin async facade over the Kubernetes client for the operator's resources.
+
+    Every call has a client timeout: the client's default is none, and a call the API
+    server never answers would hold its thread and the reconcile pass forever.
+    """
+
+    def __init__(
+        self, api_client: client.ApiClient | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
+        """Use ``api_client``, else one from the loaded configuration; ``timeout`` per call."""
+        self.timeout = timeout
         self.api = api_client or client.ApiClient()
         self.custom = client.CustomObjectsApi(self.api)
         self.batch = client.BatchV1Api(self.api)
@@ -46,6 +67,7 @@ class Kube:
         self.coordination = client.CoordinationV1Api(self.api)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", self.timeout)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _list_custom(self, plural: str, namespace: str | None) -> list[Obj]:

@@ -43,7 +43,7 @@ def _identity(settings: Settings) -> str:
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
     """Run kopf's watches, the reconcile loop and (unless standalone) the Lease together."""
     load_config()
-    kube = Kube()
+    kube = Kube(timeout=settings.api_timeout_seconds)
     namespaces: list[str] = list(args.namespace)
     elector: LeaderElector | None = None
     tasks: list[asyncio.Task[None]] = []

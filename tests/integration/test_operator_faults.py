@@ -1,0 +1,245 @@
+"""The operator against the kmock emulator: API errors, hanging calls, dropped watches.
+
+Each test runs the real ``audio-extract operator`` (a subprocess, ``--standalone``,
+namespace ``default``) against a fresh emulator (tests/support/kube_emulator.py) and
+asserts what the operator ends up writing there, that it is still running, and that
+it stops cleanly. Real API semantics are the envtest tier's job; here only resilience.
+
+The operator's resync timer is 300 s (tests/support/operator_run.py), so every pass
+that heals a fault was started by a watch event or by the operator's own retry of a
+failed pass, never by the timer.
+"""
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.support.kube_emulator import GROUP_VERSION, NAMESPACE, EmulatorThread, Fault, Served
+from tests.support.operator_run import OperatorRun
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+BATCHES = f"{GROUP_VERSION}/batches"
+EJS = f"{GROUP_VERSION}/extractionjobs"
+JOBS = "batch/v1/jobs"
+API = f"/apis/{GROUP_VERSION}/namespaces/{NAMESPACE}"
+JOBS_API = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
+CONVERGE = 20  # seconds; a healthy pass takes well under one
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorThread]:
+    em = EmulatorThread().start()
+    try:
+        yield em
+    finally:
+        em.stop()
+
+
+@pytest.fixture
+def operator(emulator: EmulatorThread) -> Iterator[OperatorRun]:
+    with OperatorRun(emulator) as op:
+        # Ready once kopf watches all three resources.
+        wait_for(
+            lambda: (
+                all(emulator.call(lambda em, p=p: em.open_watches(p)) for p in (BATCHES, EJS, JOBS))
+                or not op.alive()
+            ),
+            timeout=20,
+            what="the operator's watches",
+        )
+        assert op.alive(), op.log()
+        yield op
+        assert op.alive(), f"the operator exited:\n{op.log()[-5000:]}"
+        assert op.stop() == 0, f"the operator did not stop cleanly:\n{op.log()[-5000:]}"
+
+
+def batch(name: str, *jobs: str) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Batch",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "jobs": [
+                {"name": j, "source": {"url": f"https://cdn.example.com/{j}.mp4"}} for j in jobs
+            ]
+        },
+    }
+
+
+def by_name(em: EmulatorThread, plural: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in em.stored(plural)}
+
+
+def reconciled(em: EmulatorThread, name: str, *jobs: str) -> bool:
+    """The Batch's children exist and run, each with its Job, and the rollup is written."""
+    b = by_name(em, BATCHES).get(name)
+    if b is None:
+        return False
+    status = b.get("status") or {}
+    if status.get("phase") != "Running" or status.get("running") != len(jobs):
+        return False
+    ejs, k8s_jobs = by_name(em, EJS), by_name(em, JOBS)
+    for j in jobs:
+        ej = ejs.get(f"{name}-{j}")
+        if ej is None or (ej.get("status") or {}).get("phase") != "Running":
+            return False
+        if ej["status"].get("jobName") != f"{name}-{j}-1" or f"{name}-{j}-1" not in k8s_jobs:
+            return False
+    return True
+
+
+def wait_reconciled(em: EmulatorThread, op: OperatorRun, name: str, *jobs: str) -> None:
+    wait_for(
+        lambda: reconciled(em, name, *jobs) or not op.alive(),
+        timeout=CONVERGE,
+        what=f"Batch {name} reconciled",
+    )
+    assert op.alive(), f"the operator exited:\n{op.log()[-5000:]}"
+
+
+def operator_calls(log: list[Served], method: str, path: str) -> list[Served]:
+    return [
+        s for s in log if s.agent.startswith("OpenAPI") and s.method == method and s.path == path
+    ]
+
+
+def assert_created_once(em: EmulatorThread, name: str, *jobs: str) -> None:
+    """Every child and every Job exists exactly once and was POSTed successfully once."""
+    log = em.served()
+    ejs = [o for o in em.stored(EJS) if o["metadata"]["name"].startswith(f"{name}-")]
+    assert sorted(o["metadata"]["name"] for o in ejs) == sorted(f"{name}-{j}" for j in jobs)
+    k8s_jobs = [o for o in em.stored(JOBS) if o["metadata"]["name"].startswith(f"{name}-")]
+    assert sorted(o["metadata"]["name"] for o in k8s_jobs) == sorted(f"{name}-{j}-1" for j in jobs)
+    # One successful create per object, and no create that ran into an existing one (409).
+    children = [f"{name}-{j}" for j in jobs]
+    runs = [f"{name}-{j}-1" for j in jobs]
+    for collection, names in ((f"{API}/extractionjobs", children), (JOBS_API, runs)):
+        posts = [
+            (s.name, s.status)
+            for s in operator_calls(log, "POST", collection)
+            if not s.faulted and s.name in names
+        ]
+        assert sorted(posts) == sorted((n, 201) for n in names), posts
+
+
+def test_transient_errors_are_retried_until_converged(
+    emulator: EmulatorThread, operator: OperatorRun
+) -> None:
+    faults = [
+        Fault("GET", f"{API}/extractionjobs$", status=503, reason="ServiceUnavailable", times=1),
+        Fault("POST", f"{API}/extractionjobs$", status=500, reason="InternalError", times=2),
+        Fault("POST", f"{JOBS_API}$", status=429, reason="TooManyRequests", retry_after=1, times=2),
+        Fault(
+            "PATCH",
+            f"{API}/extractionjobs/[^/]+/status$",
+            status=503,
+            reason="Unavailable",
+            times=2,
+        ),
+        Fault("PATCH", f"{API}/batches/[^/]+/status$", status=500, times=1),
+    ]
+    for fault in faults:
+        emulator.add_fault(fault)
+    emulator.create(BATCHES, batch("ep1", "intro", "interview", "outro"))
+
+    wait_reconciled(emulator, operator, "ep1", "intro", "interview", "outro")
+
+    assert [f.hits for f in faults] == [f.times for f in faults], "every fault was hit"
+    assert_created_once(emulator, "ep1", "intro", "interview", "outro")
+    # After a 429 with Retry-After: 1 the operator waits before it tries again.
+    log = emulator.served()
+    job_posts = operator_calls(log, "POST", JOBS_API)
+    for before, after in itertools.pairwise(job_posts):
+        if before.status == 429:
+            assert after.at - before.at >= 0.9, "Retry-After was not honoured"
+
+
+def test_hanging_calls_time_out_and_later_passes_reconcile(
+    emulator: EmulatorThread, operator: OperatorRun
+) -> None:
+    # A list and a status write that never answer (until the test ends): the operator's
+    # client timeout (1 s here) must give up on them, or its loop would stall for good.
+    hang_list = emulator.add_fault(Fault("GET", f"{API}/extractionjobs$", delay=600, times=1))
+    hang_patch = emulator.add_fault(
+        Fault("PATCH", f"{API}/batches/slow/status$", delay=600, times=1)
+    )
+    emulator.create(BATCHES, batch("slow", "a", "b"))
+
+    wait_reconciled(emulator, operator, "slow", "a", "b")
+    assert (hang_list.hits, hang_patch.hits) == (1, 1)
+
+    # Both held requests are still open on the emulator's side; the loop goes on anyway.
+    emulator.create(BATCHES, batch("later", "c"))
+    wait_reconciled(emulator, operator, "later", "c")
+    assert_created_once(emulator, "slow", "a", "b")
+    assert_created_once(emulator, "later", "c")
+
+
+@pytest.mark.parametrize("gone", [True, False], ids=["410-gone", "closed"])
+def test_watch_dropped_then_a_new_batch_is_still_seen(
+    emulator: EmulatorThread, operator: OperatorRun, gone: bool
+) -> None:
+    emulator.create(BATCHES, batch("before", "a"))
+    wait_reconciled(emulator, operator, "before", "a")
+
+    kopf_lists_before = len(
+        [s for s in emulator.served() if s.agent.startswith("kopf") and s.path == f"{API}/batches"]
+    )
+    dropped = {
+        p: emulator.run(lambda em, p=p: em.drop_watches(p, gone=gone)) for p in (BATCHES, EJS, JOBS)
+    }
+    assert all(dropped.values()), f"no open watch to drop: {dropped}"
+
+    def rewatched() -> bool:
+        kopf = [
+            s
+            for s in emulator.served()
+            if s.agent.startswith("kopf") and s.path == f"{API}/batches"
+        ]
+        # 410: kopf lists again, then watches; closed: kopf watches again (from the last version).
+        return len(kopf) > kopf_lists_before and emulator.call(lambda em: em.open_watches(BATCHES))
+
+    wait_for(rewatched, timeout=10, what="kopf watching Batches again")
+
+    emulator.create(BATCHES, batch("after", "b", "c"))
+    wait_reconciled(emulator, operator, "after", "b", "c")
+    assert_created_once(emulator, "after", "b", "c")
+
+
+def test_one_batch_failing_forever_does_not_stop_the_others(
+    emulator: EmulatorThread, operator: OperatorRun
+) -> None:
+    broken = emulator.add_fault(
+        Fault("PATCH", f"{API}/batches/broken/status$", status=422, reason="Invalid", times=None)
+    )
+    emulator.create(BATCHES, batch("broken", "x"))
+    emulator.create(BATCHES, batch("healthy", "y", "z"))
+
+    wait_reconciled(emulator, operator, "healthy", "y", "z")
+    # The broken Batch's children still run; only its own status cannot be written.
+    wait_for(
+        lambda: (
+            (by_name(emulator, EJS).get("broken-x") or {}).get("status", {}).get("phase")
+            == "Running"
+        ),
+        timeout=CONVERGE,
+        what="the broken Batch's child running",
+    )
+    assert "status" not in by_name(emulator, BATCHES)["broken"]
+
+    # Nothing else happens now, yet the operator keeps retrying the write (its own
+    # backoff: 0.5 s, 1 s, 2 s, ...), and not in a hot loop.
+    wait_for(lambda: broken.hits >= 3, timeout=CONVERGE, what="the failing write retried")
+    first = broken.hits
+    time.sleep(2)
+    assert broken.hits - first <= 4, f"{broken.hits - first} retries in 2 s: a hot loop"
+
+    # A Batch created while the other keeps failing is reconciled as usual, at once.
+    emulator.create(BATCHES, batch("newcomer", "w"))
+    wait_reconciled(emulator, operator, "newcomer", "w")
+    assert_created_once(emulator, "healthy", "y", "z")
+    assert_created_once(emulator, "newcomer", "w")
