@@ -17,13 +17,10 @@ operator relies on it (or a fault has to be injected before kmock acts):
   body as sent and answers 200; the operator keys ownership by ``metadata.uid`` (owner
   references, Jobs by owner uid), and the kubernetes client (v37) deserializes a
   create's body only for 201 Created (it returns None for a 200).
-- **``/api/v1/namespaces`` is served here.** kopf lists and watches namespaces when
-  it serves exact namespaces with scanning on, and kmock 0.8 cannot parse that path
-  (HTTP 500 from a ``ValueError`` in ``parse_path``). The list holds ``default``; the
-  watch stays open and quiet. (Answering 403, as the operator's RBAC would, makes
-  kopf retry for its whole error backoff, about 54 s, before it falls back to the
-  given namespaces: too slow for this tier. So the operator runs unmodified, no
-  startup shim.)
+- **``v1/namespaces`` is declared but never listed.** kopf's namespace observer starts
+  only once that resource is discovered; the operator turns kopf's namespace scanning
+  off (exact namespaces only), so the list endpoint, which kmock 0.8 cannot parse,
+  is never called.
 - **Faults are checked before kmock touches its state.** kmock applies a create,
   patch or delete to its objects even when a user reaction answers the request, so a
   "503 on create" reaction would still create the object. Here a faulted request
@@ -59,7 +56,6 @@ OPERATOR_CLIENT = "OpenAPI-Generator"
 KOPF_CLIENT = "kopf/"
 
 _DROP = "__drop_watch__"
-_NS_META = {"name": NAMESPACE, "uid": "namespace-default", "resourceVersion": "1"}
 
 
 @dataclass
@@ -133,7 +129,6 @@ class FaultyEmulator(kmock.KubernetesEmulator):
     faults: list[Fault] = attrs.field(factory=list)
     log: list[Served] = attrs.field(factory=list)
     _release_event: asyncio.Event | None = attrs.field(default=None)
-    _closing: asyncio.Event | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -150,32 +145,7 @@ class FaultyEmulator(kmock.KubernetesEmulator):
         # Declared so that kopf's namespace observer starts (see the module docstring).
         res["v1/namespaces"] = _resource("Namespace", "list", "watch")
 
-    # -- request entry: namespaces, faults, metadata ----------------------------------
-
-    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        if raw_request.path == "/api/v1/namespaces":
-            return await self._serve_namespaces(raw_request)
-        return await super().__call__(raw_request)
-
-    async def _serve_namespaces(
-        self, raw_request: aiohttp.web.BaseRequest
-    ) -> aiohttp.web.StreamResponse:
-        await raw_request.read()
-        if raw_request.query.get("watch") != "true":
-            return aiohttp.web.json_response(
-                {
-                    "apiVersion": "v1",
-                    "kind": "NamespaceList",
-                    "metadata": {"resourceVersion": "1"},
-                    "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": _NS_META}],
-                }
-            )
-        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(raw_request)
-        if self._closing is None:
-            self._closing = asyncio.Event()
-        await self._closing.wait()  # quiet until the emulator stops
-        return response
+    # -- request entry: faults, metadata ----------------------------------------------
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         agent = request.headers.get("User-Agent", "")
@@ -217,11 +187,8 @@ class FaultyEmulator(kmock.KubernetesEmulator):
             await asyncio.wait_for(self._release_event.wait(), seconds)
 
     def close(self) -> None:
-        """Release held requests and end the quiet namespace watches (before stopping)."""
+        """Release held requests (before stopping)."""
         self.release()
-        if self._closing is None:
-            self._closing = asyncio.Event()
-        self._closing.set()
 
     def release(self) -> None:
         """Let every held (delayed) request go on now; later delays hold no more."""

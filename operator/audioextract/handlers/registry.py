@@ -52,6 +52,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watches are re-established regularly, so a silently broken watch heals itself.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # `--namespace` takes exact names only, so kopf need not list and watch all
+    # namespaces to match patterns; with the operator's namespaced RBAC that listing
+    # is refused and kopf would back off for about a minute before its watches start.
+    settings.scanning.disabled = True
 
 
 @kopf.on.event(GROUP, VERSION, BATCH_PLURAL, registry=REGISTRY)
