@@ -1,17 +1,26 @@
 """Runs ``audio-extract operator`` as a subprocess against the envtest control plane."""
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
+import kubernetes.client
+
+from tests.envtest.operator_helpers import failed_create_events
 from tests.support.controlplane import ControlPlane
 
 
 class OperatorProcess:
-    """The real operator command, one namespace, its log kept in a file for failures."""
+    """The real operator command, one namespace, its log kept in a file for failures.
+
+    Leaving the ``with`` block without an error also checks the namespace for the Job
+    controller's ``FailedCreate`` Events: the namespace enforces the restricted Pod
+    Security Standard, and the operator's Pod template must pass it.
+    """
 
     def __init__(
         self, cp: ControlPlane, namespace: str, env: dict[str, str], standalone: bool = True
@@ -41,6 +50,25 @@ class OperatorProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs (no Lease release, no flush)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def assert_healthy(self) -> None:
+        """Still running, and nothing in the log that says a pass or a handler broke."""
+        log = self.log()
+        assert self.alive(), f"operator exited:\n{log[-5000:]}"
+        for marker in ("Traceback", "ERROR audioextract", "inconsistencies"):
+            assert marker not in log, log[-8000:]
+
+    def assert_no_failed_create(self) -> None:
+        """No Pod of the namespace was refused (e.g. by Pod Security admission)."""
+        core = kubernetes.client.CoreV1Api(self.cp.api_client)
+        refused = failed_create_events(core, self.namespace)
+        assert not refused, f"Job controller could not create Pods: {refused}"
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -56,6 +84,10 @@ class OperatorProcess:
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        try:
+            if et is None:
+                self.assert_no_failed_create()
+        finally:
+            self.stop()
         if et is not None:
             sys.stderr.write(f"--- operator log ---\n{self.log()[-20000:]}\n")

@@ -1,8 +1,6 @@
 """The operator against a real control plane, with the real worker run by the fake kubelet."""
 
 import hashlib
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,59 +11,20 @@ import pytest
 import yaml
 
 from audioextract.api.constants import ErrorCode
+from tests.envtest.operator_helpers import (
+    DEST,
+    GROUP,
+    JOB_SELECTOR,
+    VERSION,
+    JobWatcher,
+    batch_manifest,
+    get,
+    make_video,
+)
 from tests.envtest.operator_process import OperatorProcess
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for
-
-GROUP, VERSION = "audioextract.dev", "v1alpha1"
-JOB_SELECTOR = "app.kubernetes.io/managed-by=audio-extract-operator"
-DEST = '{"volume": {"claimName": "out", "path": "audio"}}'
-
-
-def make_video(path: Path, seconds: float = 1.0) -> None:
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc=duration={seconds}:size=64x48:rate=10",
-            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-            "-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-
-
-class JobWatcher:
-    """Polls the namespace's Jobs: the most unfinished at once, and every name ever seen."""
-
-    def __init__(self, batch_api: kubernetes.client.BatchV1Api, namespace: str) -> None:
-        self.api, self.namespace = batch_api, namespace
-        self.max_active = 0
-        self.names: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            jobs = self.api.list_namespaced_job(self.namespace, label_selector=JOB_SELECTOR).items
-            active = 0
-            for job in jobs:
-                self.names.add(job.metadata.name)
-                done = any(
-                    c.type in ("Complete", "Failed") and c.status == "True"
-                    for c in job.status.conditions or []
-                )
-                active += 0 if done else 1
-            self.max_active = max(self.max_active, active)
-            time.sleep(0.05)
-
-    def __enter__(self) -> "JobWatcher":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -90,26 +49,7 @@ def operator(
     env = {"AUDIOEXTRACT_DEFAULT_DESTINATION": DEST, "AUDIOEXTRACT_MAX_JOBS_PER_BATCH": "10"}
     with OperatorProcess(controller_manager, namespace, env) as op:
         yield op
-        assert op.alive(), f"operator exited:\n{op.log()[-5000:]}"
-        assert "Traceback" not in op.log(), op.log()[-8000:]
-        assert "ERROR audioextract" not in op.log(), op.log()[-8000:]
-        assert "inconsistencies" not in op.log(), op.log()[-8000:]
-
-
-def get(custom: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name
-    )
-    return obj
-
-
-def batch_manifest(name: str, jobs: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Batch",
-        "metadata": {"name": name},
-        "spec": {"jobs": jobs, **spec},
-    }
+        op.assert_healthy()
 
 
 def test_batch_of_three_partially_succeeds_then_retry_and_delete(

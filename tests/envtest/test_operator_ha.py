@@ -4,8 +4,7 @@ from typing import Any
 
 import kubernetes.client
 
-from tests.envtest.operator_process import OperatorProcess
-from tests.envtest.test_operator import (
+from tests.envtest.operator_helpers import (
     DEST,
     GROUP,
     JOB_SELECTOR,
@@ -15,6 +14,7 @@ from tests.envtest.test_operator import (
     get,
     make_video,
 )
+from tests.envtest.operator_process import OperatorProcess
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for

@@ -7,8 +7,7 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from tests.envtest.operator_process import OperatorProcess
-from tests.envtest.test_operator import (
+from tests.envtest.operator_helpers import (
     DEST,
     GROUP,
     JOB_SELECTOR,
@@ -16,7 +15,9 @@ from tests.envtest.test_operator import (
     batch_manifest,
     get,
     make_video,
+    phase_is,
 )
+from tests.envtest.operator_process import OperatorProcess
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for
@@ -30,21 +31,12 @@ def op(
         controller_manager, namespace, {"AUDIOEXTRACT_DEFAULT_DESTINATION": DEST}
     ) as proc:
         yield proc
-        assert proc.alive(), proc.log()[-5000:]
-        assert "Traceback" not in proc.log(), proc.log()[-8000:]
+        proc.assert_healthy()
 
 
 @pytest.fixture
 def custom(api_client: kubernetes.client.ApiClient) -> Any:
     return kubernetes.client.CustomObjectsApi(api_client)
-
-
-def phase_is(custom: Any, namespace: str, name: str, phase: str) -> Any:
-    def probe() -> dict[str, Any] | None:
-        b = get(custom, namespace, "batches", name)
-        return b if (b.get("status") or {}).get("phase") == phase else None
-
-    return probe
 
 
 def test_suspend_admits_nothing_until_resumed(

@@ -10,8 +10,8 @@ import pytest
 import standardwebhooks
 
 from audioextract.webhooks.signing import generate_secret
+from tests.envtest.operator_helpers import DEST, GROUP, VERSION, batch_manifest, get, make_video
 from tests.envtest.operator_process import OperatorProcess
-from tests.envtest.test_operator import DEST, GROUP, VERSION, batch_manifest, get, make_video
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for

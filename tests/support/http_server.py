@@ -9,6 +9,7 @@ Paths (FILE is a name in the served directory):
   /hang              accepts the request and never answers
   /slow/FILE         trickles the file slowly
   /flaky/N/FILE      503 for the first N GETs of this path (query included), then as /range
+  /stall/N/FILE      the first N GETs of this path never answer (as /hang), then as /range
   PUT /upload/NAME   stores the body (see ``uploads``); PUT /status/CODE answers CODE
 """
 
@@ -94,13 +95,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._empty(302, {"Location": loc})
         elif kind == "redirect-to":
             self._empty(302, {"Location": parse_qs(parts.query)["url"][0]})
-        elif kind == "flaky":
+        elif kind in ("flaky", "stall"):
             n, _, name = rest.partition("/")
             with self.server._lock:
                 seen = self.server.flaky_seen.get(self.path, 0)
                 self.server.flaky_seen[self.path] = seen + 1
             path = self._file(name)
-            if seen < int(n):
+            if seen < int(n) and kind == "stall":
+                self.server.stop_hang.wait(120)
+            elif seen < int(n):
                 self._empty(503)
             elif path is None:
                 self._empty(404)

@@ -48,6 +48,9 @@ from audioextract.webhooks.events import Child, Owner, Snapshot
 
 log = logging.getLogger(__name__)
 
+# Status writes that meet a 409 are recomputed from a fresh read this many times per pass.
+CONFLICT_RETRIES = 3
+
 
 @dataclass
 class Prepared:
@@ -107,12 +110,24 @@ def snapshots(world: World, batch: Obj, spec: BatchSpec) -> list[ChildSnapshot]:
 
 
 async def write_batch_status(ctx: Context, batch: Obj, new: BatchStatus) -> Obj:
-    """Patch the Batch's status only when it differs."""
+    """Patch the Batch's status only when it differs, and only onto the version it was read at.
+
+    The patch carries the read ``resourceVersion``, so it fails with 409 when anyone
+    wrote the Batch since (another client's status update, a spec or metadata edit).
+    Unguarded, a merge patch computed from a stale read would put back stale values: it
+    replaces lists such as ``conditions`` whole, other writers' conditions included.
+    """
     patch = merge_patch(batch.get("status") or {}, new.dump())
     if not patch:
         return batch
     meta = batch["metadata"]
-    updated: Obj = await ctx.kube.patch_status(BATCH_PLURAL, meta["namespace"], meta["name"], patch)
+    updated: Obj = await ctx.kube.patch_status(
+        BATCH_PLURAL,
+        meta["namespace"],
+        meta["name"],
+        patch,
+        resource_version=meta.get("resourceVersion"),
+    )
     return updated
 
 
@@ -133,7 +148,12 @@ async def prepare_batch(ctx: Context, world: World, batch: Obj) -> Prepared:
         new = invalid_spec_status(status, message, generation=generation, now=ctx.now)
         if read_batch_status(batch).phase != new.phase:
             await events.post(ctx.kube, batch, events.WARNING, events.INVALID_SPEC, message)
-        await write_batch_status(ctx, batch, new)
+        try:
+            await write_batch_status(ctx, batch, new)
+        except Exception as exc:
+            if not is_conflict(exc):
+                raise
+            log.info("Batch %s: changed since it was read (409); next pass", batch_key(batch))
         return Prepared(batch, None, status, None)
 
     ref = BatchRef(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
@@ -246,16 +266,65 @@ def _expired(completion: str | None, ttl: int | None, now: str) -> bool:
 
 
 async def finish_batch(ctx: Context, world: World, prepared: Prepared) -> None:
-    """Roll the children up into the Batch's status; delete it when its TTL has passed."""
+    """Roll the children up into the Batch's status; delete it when its TTL has passed.
+
+    When the status write meets a 409 (the Batch changed since the pass listed it), the
+    Batch is read again and the status recomputed from that version, up to
+    ``CONFLICT_RETRIES`` times; the children's snapshot stays the pass's. A changed
+    spec (new generation) is left to the next pass, which the change itself triggers.
+    """
     if prepared.spec is None:
         return
-    batch, spec = prepared.batch, prepared.spec
+    batch, status = prepared.batch, prepared.status
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            await _roll_up(ctx, world, batch, prepared.spec, status)
+            return
+        except Exception as exc:
+            if not is_conflict(exc):
+                raise
+        meta = batch["metadata"]
+        try:
+            fresh = await ctx.kube.get_custom(BATCH_PLURAL, meta["namespace"], meta["name"])
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            return
+        fmeta = fresh["metadata"]
+        if (fmeta.get("uid"), fmeta.get("generation")) != (meta.get("uid"), meta.get("generation")):
+            log.info(
+                "Batch %s: spec changed during the pass; the next pass rolls up", batch_key(batch)
+            )
+            return
+        log.info(
+            "Batch %s: status conflict (409): written by someone else since resourceVersion "
+            "%s; recomputing from %s",
+            batch_key(batch),
+            meta.get("resourceVersion"),
+            fmeta.get("resourceVersion"),
+        )
+        batch = fresh
+        # retryToken is this operator's alone: keep the one prepare_batch acted on.
+        status = read_batch_status(fresh).model_copy(
+            update={"retry_token": prepared.status.retry_token}
+        )
+    log.warning(
+        "Batch %s: status still conflicting after %d attempts; the next pass retries",
+        batch_key(batch),
+        CONFLICT_RETRIES,
+    )
+
+
+async def _roll_up(
+    ctx: Context, world: World, batch: Obj, spec: BatchSpec, status: BatchStatus
+) -> None:
+    """One rollup and status write of ``batch`` as read, with ``status`` as the previous one."""
     meta = batch["metadata"]
     old_phase = read_batch_status(batch).phase
     new = rollup(
         spec,
         snapshots(world, batch, spec),
-        previous=prepared.status,
+        previous=status,
         generation=meta.get("generation"),
         now=ctx.now,
     )
@@ -276,7 +345,7 @@ async def finish_batch(ctx: Context, world: World, prepared: Prepared) -> None:
         snapshot = Snapshot(owner, children, phase=new.phase, completion_time=new.completion_time)
         owed = ctx.notifier.owed(snapshot, webhook)
         new = new.model_copy(
-            update={"webhook": ctx.notifier.status(owner.uid, prepared.status.webhook, owed)}
+            update={"webhook": ctx.notifier.status(owner.uid, status.webhook, owed)}
         )
     batch = await write_batch_status(ctx, batch, new)
     if webhook is not None and ctx.notifier is not None and new.webhook is not None:

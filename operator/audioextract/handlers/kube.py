@@ -123,8 +123,28 @@ class Kube:
         )
         return created
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status_patch: Obj) -> Obj:
-        """Merge-patch the status subresource of a custom object."""
+    async def get_custom(self, plural: str, namespace: str, name: str) -> Obj:
+        """One custom object."""
+        out: Obj = await self._call(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
+        return out
+
+    async def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status_patch: Obj,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Merge-patch the status subresource of a custom object.
+
+        With ``resource_version`` the patch applies only to that version (409 otherwise).
+        """
+        body: Obj = {"status": status_patch}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         out: Obj = await self._call(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
@@ -132,7 +152,7 @@ class Kube:
             namespace,
             plural,
             name,
-            {"status": status_patch},
+            body,
         )
         return out
 
