@@ -110,10 +110,7 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
 
         bad = get(custom, namespace, "extractionjobs", "episode-bad")
         # The worker's own diagnosis, carried through podFailurePolicy and the termination message.
-        assert bad["status"]["error"]["code"] in (
-            ErrorCode.DECODE_FAILED,
-            ErrorCode.NO_AUDIO_STREAM,
-        )
+        assert bad["status"]["error"]["code"] == ErrorCode.DECODE_FAILED
         assert bad["status"]["error"]["retryable"] is False
         assert entries["bad"]["error"]["code"] == bad["status"]["error"]["code"]
         for key in ("good1", "good2"):

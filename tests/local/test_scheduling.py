@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tests.local.conftest import RunCli, batch, http_job, results
+from tests.local.conftest import MEDIA, RunCli, batch, http_job, results
 from tests.support import http_server
 
 
@@ -30,7 +30,10 @@ def test_parallelism_is_the_smaller_limit_and_never_exceeded(
     run_cli: RunCli, source_server: http_server.MediaServer
 ) -> None:
     names = [f"par{i}" for i in range(5)]
-    obj = batch("par", [http_job(source_server, n) for n in names], parallelism=3)
+    # Each source answer is held back, so a job's window on the server lasts seconds:
+    # two jobs started together overlap there however slowly the workers start.
+    jobs = [http_job(source_server, n, path=f"delay/1500/{MEDIA}") for n in names]
+    obj = batch("par", jobs, parallelism=3)
     run = run_cli(obj, "--parallel", "2", "--status", "status.yaml")
     assert run.returncode == 0, run.stderr + run.stdout
     assert "at most 2 at once" in run.stderr

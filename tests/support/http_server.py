@@ -10,6 +10,7 @@ Paths (FILE is a name in the served directory):
   /slow/FILE         trickles the file slowly
   /flaky/N/FILE      503 for the first N GETs of this path (query included), then as /range
   /stall/N/FILE      the first N GETs of this path never answer (as /hang), then as /range
+  /delay/MS/FILE     as /range, each answer held back MS milliseconds (long, sure windows)
   PUT /upload/NAME   stores the body (see ``uploads``); PUT /status/CODE answers CODE
 """
 
@@ -109,6 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._empty(404)
             else:
                 self._serve(path, ranges=True, slow=False)
+        elif kind == "delay":
+            ms, _, name = rest.partition("/")
+            path = self._file(name)
+            if path is None:
+                self._empty(404)
+                return
+            self.server.stop_hang.wait(int(ms) / 1000)
+            self._serve(path, ranges=True, slow=False)
         elif kind == "hang":
             self.server.stop_hang.wait(120)
         elif kind in ("range", "norange", "slow"):
