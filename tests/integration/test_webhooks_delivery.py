@@ -374,13 +374,15 @@ def test_timeouts_are_bounded_and_retried() -> None:
     secret = generate_secret()
     config = DeliveryConfig(schedule=(0.02, 0.02), connect_timeout=1, timeout=0.3)
 
+    # The receiver stalls far longer than any bound below: finishing within the bound
+    # proves the sender gave up at its own timeout, however loaded the machine is.
     async def slow_then_fast(n: int, _hit: Hit) -> web.StreamResponse:
         if n == 0:
-            await asyncio.sleep(2)
+            await asyncio.sleep(30)
         return web.Response(status=200)
 
     async def always_slow(_n: int, _hit: Hit) -> web.StreamResponse:
-        await asyncio.sleep(2)
+        await asyncio.sleep(30)
         return web.Response(status=200)
 
     async def main() -> None:
@@ -389,7 +391,7 @@ def test_timeouts_are_bounded_and_retried() -> None:
             report = await dispatcher(config).drain(
                 "k", Endpoint.from_secret(rx.url, secret), owed(JobPhase.SUCCEEDED), None
             )
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 10
             assert report.outcomes[0].verdict == Verdict.RETRYING
             assert "timed out" in (report.outcomes[0].error or "")
             assert report.status.delivered == 1
@@ -399,7 +401,7 @@ def test_timeouts_are_bounded_and_retried() -> None:
             report = await dispatcher(config).drain(
                 "k", Endpoint.from_secret(rx.url, secret), owed(JobPhase.SUCCEEDED), None
             )
-            assert time.monotonic() - started < 2.5
+            assert time.monotonic() - started < 10
             assert report.status.failed == 1
             assert "timed out" in (report.status.last_error or "")
 
