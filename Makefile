@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker demo
+.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover demo
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -46,3 +46,7 @@ bench-worker: venv
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache demo-out
+
+# Operator failover (Lease hand-over) on the real control plane; needs KUBEBUILDER_ASSETS or .cache/k8s.
+bench-failover: venv
+	PYTHONPATH=. $(BIN)/python bench/failover.py $(BENCH_ARGS)
