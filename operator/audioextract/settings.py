@@ -61,9 +61,6 @@ class Settings(BaseSettings):
         gt=0,
         description="Client timeout of each Kubernetes API call (connect and each read).",
     )
-    metrics_port: int | None = Field(
-        default=8080, description="Port of the Prometheus endpoint; unset: off."
-    )
     allow_networks: str | None = Field(
         default=None,
         description="CIDRs allowed although loopback/private, for sources and webhooks; passed to the worker.",
