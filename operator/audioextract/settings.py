@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIOEXTRACT_", extra="ignore")
 
     worker_image: str = Field(
-        default="ghcr.io/audio-extract/worker:0.1.0", description="Image of the worker Jobs."
+        default="audio-extract-worker:0.1.0", description="Image of the worker Jobs."
     )
     worker_pull_policy: str = Field(
         default="IfNotPresent", description="imagePullPolicy of the worker."
