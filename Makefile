@@ -6,8 +6,10 @@ PYTHON ?= $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The image builder of images/*/Dockerfile (kept plain); `make e2e` loads the result into kind.
+IMAGE_BUILD ?= docker build
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover demo
+.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover demo e2e
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -20,6 +22,11 @@ venv: $(BIN)/.installed
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The opt-in e2e suite on a kind cluster (needs kind and a Docker engine; docs/testing.md).
+# KEEP_CLUSTER=1 keeps the cluster afterwards.
+e2e: venv
+	IMAGE_BUILD="$(IMAGE_BUILD)" PYTEST=$(BIN)/pytest PYTEST_ARGS="$(PYTEST_ARGS)" tests/e2e/kind.sh
 
 # A sample video, a local HTTP server and a Batch run by `audio-extract run` (docs/local.md).
 demo: venv

@@ -46,3 +46,111 @@ def with_output(obj: Obj, **output: Any) -> Obj:
     obj = copy.deepcopy(obj)
     obj["spec"]["jobs"][0]["output"] = output
     return obj
+
+
+# -- core objects for tests on a real cluster (tests/e2e) ------------------------------
+
+MEDIA_PORT = 8080
+
+
+def restricted_security_context() -> tuple[Obj, Obj]:
+    """Pod and container securityContexts that meet the restricted Pod Security Standard."""
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return pod, container
+
+
+def media_server_pod(
+    name: str, image: str, *, seconds: float = 2.0, claim: str | None = None
+) -> Obj:
+    """A Pod that generates ``clip.mp4`` with ffmpeg and serves it over HTTP.
+
+    Runs ``image`` (the worker image: it has ffmpeg and python3) with its own command:
+    ffmpeg's lavfi test sources write a short MP4 (test pattern, 440 Hz AAC tone) into
+    an emptyDir, then ``python3 -m http.server`` serves that directory on
+    ``MEDIA_PORT``; the Pod is Ready once the clip is served. With ``claim``, that PVC
+    is mounted read-only at ``/out`` so tests can inspect what workers wrote there
+    (``kubectl exec``).
+    """
+    pod_sc, container_sc = restricted_security_context()
+    script = (
+        "set -e; "
+        "ffmpeg -nostdin -loglevel error -y "
+        f"-f lavfi -i testsrc=duration={seconds}:size=64x48:rate=10 "
+        f"-f lavfi -i sine=frequency=440:duration={seconds} "
+        "-shortest -c:v mpeg4 -c:a aac /srv/clip.mp4; "
+        f"exec python3 -m http.server {MEDIA_PORT} --directory /srv"
+    )
+    mounts: list[Obj] = [{"name": "srv", "mountPath": "/srv"}]
+    volumes: list[Obj] = [{"name": "srv", "emptyDir": {"sizeLimit": "64Mi"}}]
+    if claim is not None:
+        mounts.append({"name": "out", "mountPath": "/out", "readOnly": True})
+        volumes.append(
+            {"name": "out", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+        "spec": {
+            "securityContext": pod_sc,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [
+                {
+                    "name": "server",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", script],
+                    "ports": [{"name": "http", "containerPort": MEDIA_PORT}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/clip.mp4", "port": "http"},
+                        "periodSeconds": 1,
+                    },
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"memory": "256Mi"},
+                    },
+                    "securityContext": container_sc,
+                    "volumeMounts": mounts,
+                }
+            ],
+            "volumes": volumes,
+        },
+    }
+
+
+def service_for(pod: Obj, port: int = 80) -> Obj:
+    """A ClusterIP Service named like ``pod``, forwarding ``port`` to its ``http`` port."""
+    name = pod["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": dict(pod["metadata"]["labels"]),
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    }
+
+
+def pvc(name: str, size: str = "1Gi", storage_class: str | None = None) -> Obj:
+    """A ReadWriteOnce PersistentVolumeClaim (the default StorageClass unless told)."""
+    spec: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class is not None:
+        spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
