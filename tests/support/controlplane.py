@@ -33,6 +33,8 @@ from pathlib import Path
 import kubernetes.client
 import yaml
 
+from tests.support.kubectl import Kubectl
+
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 TOKEN = "admin-token"  # a throwaway token for a loopback-only test API server
 CONTROLLERS = (
@@ -327,20 +329,8 @@ class ControlPlane:
         """Run kubectl with this control plane's kubeconfig; raise with its output on failure."""
         if self.kubectl_path is None:
             raise ControlPlaneError(f"kubectl not found in {ASSETS_ENV} or on PATH")
-        result = subprocess.run(
-            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} exited with {result.returncode}:\n"
-                f"{result.stdout}{result.stderr}"
-            )
-        return result
+        kubectl = Kubectl(str(self.kubectl_path), str(self.kubeconfig))
+        return kubectl(*args, check=check, input=input, timeout=timeout)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The last lines of a component's log (etcd, kube-apiserver, kube-controller-manager)."""
