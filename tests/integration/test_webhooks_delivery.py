@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import standardwebhooks
 from aiohttp import web
+from tests.support.builders import job_result
 
-from audioextract.api import BatchPhase, JobError, JobPhase, JobResult
+from audioextract.api import BatchPhase, JobError, JobPhase
 from audioextract.api.constants import WebhookEvent
 from audioextract.api.status import WebhookStatus
 from audioextract.urlguard import GuardPolicy, check_url, parse_networks
@@ -42,17 +43,7 @@ pytestmark = pytest.mark.timeout(60)
 LOCAL = GuardPolicy(allow_networks=parse_networks("127.0.0.0/8"))
 FAST = DeliveryConfig(schedule=(0.02, 0.02, 0.02), connect_timeout=1, timeout=2)
 OWNER = Owner(kind="Batch", namespace="media", name="episode-42", uid="uid-42")
-RESULT = JobResult(
-    uri="s3://media/out/intro.mp3",
-    size_bytes=1234,
-    duration_seconds=61.5,
-    format="mp3",
-    codec="mp3",
-    sample_rate=44100,
-    channels=2,
-    sha256="b" * 64,
-    stream_copied=True,
-)
+RESULT = job_result(sha256="b" * 64, stream_copied=True)
 ERROR = JobError(code="DecodeFailed", message="bad frame", retryable=False)
 
 

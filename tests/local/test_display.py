@@ -4,12 +4,12 @@ import io
 from pathlib import Path
 
 from audioextract.api.constants import JobPhase
-from audioextract.api.status import JobError, JobResult
+from audioextract.api.status import JobError
 from audioextract.local.display import Display, human_size, local_path, results_table
 from audioextract.local.load import from_object
 from audioextract.local.plan import OUT_CLAIM, Plan, build_plan
 from audioextract.local.state import JobState
-from tests.support.builders import batch, batch_job
+from tests.support.builders import batch, batch_job, job_result
 
 
 def _plan(tmp_path: Path) -> Plan:
@@ -60,16 +60,8 @@ def test_results_table(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     states = [JobState(job) for job in plan.jobs]
     states[0].phase, states[0].attempts = JobPhase.SUCCEEDED, 2
-    states[0].result = JobResult(
-        uri=f"volume://{OUT_CLAIM}/episode-42-a.mp3",
-        size_bytes=2048,
-        duration_seconds=3.0,
-        format="mp3",
-        codec="mp3",
-        sample_rate=44100,
-        channels=2,
-        sha256="a" * 64,
-        stream_copied=False,
+    states[0].result = job_result(
+        uri=f"volume://{OUT_CLAIM}/episode-42-a.mp3", size_bytes=2048, duration_seconds=3.0
     )
     table = results_table(plan, states).splitlines()
     assert table[0].split() == [

@@ -3,6 +3,8 @@
 import copy
 from typing import Any
 
+from audioextract.api.status import JobResult
+
 Obj = dict[str, Any]
 
 
@@ -154,3 +156,20 @@ def pvc(name: str, size: str = "1Gi", storage_class: str | None = None) -> Obj:
         "metadata": {"name": name},
         "spec": spec,
     }
+
+
+def job_result(**fields: Any) -> JobResult:
+    """A worker result for a stereo 44.1 kHz mp3; tests override what they look at."""
+    values: dict[str, Any] = {
+        "uri": "s3://media/out/intro.mp3",
+        "size_bytes": 1234,
+        "duration_seconds": 61.5,
+        "format": "mp3",
+        "codec": "mp3",
+        "sample_rate": 44100,
+        "channels": 2,
+        "sha256": "a" * 64,
+        "stream_copied": False,
+        **fields,
+    }
+    return JobResult(**values)

@@ -3,7 +3,7 @@ from hypothesis import strategies as st
 
 from audioextract.api.constants import BatchPhase, ErrorCode, JobPhase
 from audioextract.api.spec import BatchSpec
-from audioextract.api.status import BatchStatus, JobError, JobResult
+from audioextract.api.status import BatchStatus, JobError
 from audioextract.reconcile.conditions import find_condition
 from audioextract.reconcile.rollup import (
     ChildSnapshot,
@@ -12,18 +12,9 @@ from audioextract.reconcile.rollup import (
     to_cancel,
     to_retry,
 )
+from tests.support.builders import job_result
 
-RESULT = JobResult(
-    uri="s3://b/k.mp3",
-    size_bytes=10,
-    duration_seconds=1.0,
-    format="mp3",
-    codec="mp3",
-    sample_rate=44100,
-    channels=2,
-    sha256="0" * 64,
-    stream_copied=False,
-)
+RESULT = job_result(uri="s3://b/k.mp3", size_bytes=10, duration_seconds=1.0, sha256="0" * 64)
 ERROR = JobError(code=ErrorCode.DECODE_FAILED, message="bad input " * 100, retryable=False)
 
 

@@ -7,25 +7,16 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioextract.api import BatchPhase, ExtractionJobStatus, JobError, JobPhase, JobResult
+from audioextract.api import BatchPhase, ExtractionJobStatus, JobError, JobPhase
 from audioextract.api.constants import WebhookEvent
 from audioextract.api.status import WebhookStatus
 from audioextract.webhooks import state
 from audioextract.webhooks.events import Child, Owner, Snapshot, event_id, owed_events
+from tests.support.builders import job_result
 
 BATCH = Owner(kind="Batch", namespace="media", name="episode-42", uid="uid-b")
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
-RESULT = JobResult(
-    uri="s3://media/out/intro.mp3",
-    size_bytes=1234,
-    duration_seconds=61.5,
-    format="mp3",
-    codec="mp3",
-    sample_rate=44100,
-    channels=2,
-    sha256="a" * 64,
-    stream_copied=False,
-)
+RESULT = job_result()
 ERROR = JobError(code="SourceNotFound", message="404 from the source", retryable=False)
 
 

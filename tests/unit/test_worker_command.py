@@ -23,6 +23,7 @@ from audioextract.worker.command import (
 from audioextract.worker.job import mp4_index_first
 from audioextract.worker.log import redact_url
 from audioextract.worker.main import result_json, scrub
+from tests.support.builders import job_result
 
 AAC = AudioInfo(codec="aac", sample_rate=44100, channels=2, bit_rate=128000)
 FLAC24 = AudioInfo(codec="flac", sample_rate=96000, channels=2, bits=24)
@@ -211,17 +212,7 @@ def test_result_json_bounded_and_valid() -> None:
     assert len(text.encode()) <= 4096
     JobError.model_validate(json.loads(text)["error"])
     assert "secret" not in scrub("failed: https://h/p?sig=secret and more")
-    res = JobResult(
-        uri="s3://b/" + "k" * 4080,
-        size_bytes=1,
-        duration_seconds=1,
-        format="mp3",
-        codec="mp3",
-        sample_rate=44100,
-        channels=2,
-        sha256="0" * 64,
-        stream_copied=False,
-    )
+    res = job_result(uri="s3://b/" + "k" * 4080, size_bytes=1, duration_seconds=1, sha256="0" * 64)
     text = result_json(res)
     assert len(text.encode()) <= 4096
     JobResult.model_validate(json.loads(text))
