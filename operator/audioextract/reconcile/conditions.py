@@ -60,37 +60,21 @@ def set_condition(
 
     The input is not modified. Order is kept; a new type is appended.
     """
-    message = message[:32768]
-    out: list[Condition] = []
-    found = False
-    for condition in conditions or ():
-        if condition.type != type_:
-            out.append(condition)
-            continue
-        found = True
-        transition = now if condition.status != status else condition.last_transition_time
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=transition,
-                observed_generation=observed_generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=observed_generation,
-            )
-        )
-    return out
+    existing = find_condition(conditions, type_)
+    transition = now
+    if existing is not None and existing.status == status:
+        transition = existing.last_transition_time
+    condition = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:32768],
+        last_transition_time=transition,
+        observed_generation=observed_generation,
+    )
+    if existing is None:
+        return [*(conditions or ()), condition]
+    return [condition if c.type == type_ else c for c in conditions or ()]
 
 
 def lifecycle_conditions(
