@@ -4,6 +4,8 @@ Every field is documented in docs/settings.md; nested values (the default destin
 resources, the webhook retry schedule) are JSON in the environment.
 """
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -83,6 +85,26 @@ class Settings(BaseSettings):
     lease_duration_seconds: int = Field(default=15, ge=5, description="Lease duration.")
     pod_name: str | None = Field(
         default=None, description="This instance's identity in the Lease (set from the Pod name)."
+    )
+    metrics_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /healthz and /readyz (0: any free port, for tests).",
+    )
+    metrics_address: str = Field(
+        default="0.0.0.0",  # noqa: S104 - Prometheus and the kubelet reach it from outside the Pod
+        description="Address /metrics, /healthz and /readyz listen on.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log format: text lines, or one JSON object per line with the object's namespace and name.",
+    )
+    download_url_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=604800,
+        description="Validity of the presigned downloadUrl in job.completed webhooks (S3 results).",
     )
 
     def worker_config(self) -> WorkerConfig:

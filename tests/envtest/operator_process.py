@@ -35,6 +35,9 @@ class OperatorProcess:
             "KUBECONFIG": str(self.cp.kubeconfig),
             "AUDIOEXTRACT_WORKER_IMAGE": "audio-extract-worker:test",
             "AUDIOEXTRACT_RESYNC_SECONDS": "1",
+            # Several operators run at once: each on a free port of its own (see metrics_url).
+            "AUDIOEXTRACT_METRICS_PORT": "0",
+            "AUDIOEXTRACT_METRICS_ADDRESS": "127.0.0.1",
             **self.extra_env,
         }
         argv = [sys.executable, "-m", "audioextract", "operator", "--namespace", self.namespace]

@@ -23,6 +23,8 @@ DEFAULT_ENV = {
     "AUDIOEXTRACT_API_TIMEOUT_SECONDS": "1",
     "AUDIOEXTRACT_WORKER_IMAGE": "audio-extract-worker:test",
     "AUDIOEXTRACT_DEFAULT_DESTINATION": '{"s3": {"bucket": "audio", "prefix": "out"}}',
+    "AUDIOEXTRACT_METRICS_PORT": "0",
+    "AUDIOEXTRACT_METRICS_ADDRESS": "127.0.0.1",
 }
 
 

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from audioextract import logs, metrics
+from audioextract.api.constants import BATCH_KIND, JOB_KIND
 from audioextract.handlers.batch import Prepared, batch_key, finish_batch, prepare_batch
 from audioextract.handlers.context import Context, World, controller_owner, key
 from audioextract.handlers.extractionjob import reconcile_extraction_job
@@ -78,8 +80,14 @@ class Controller:
             self.kube, self.settings, self.settings.worker_config(), now_rfc3339(), self.notifier
         )
         world = await self.observe()
+        metrics.phase_counts(
+            ((ej.get("status") or {}).get("phase") for ej in world.extraction_jobs.values()),
+            ((b.get("status") or {}).get("phase") for b in world.batches),
+        )
         for ej in list(world.extraction_jobs.values()):
-            await self._guard(f"ExtractionJob {key(ej)}", reconcile_extraction_job(ctx, world, ej))
+            await self._guard(
+                f"ExtractionJob {key(ej)}", reconcile_extraction_job(ctx, world, ej), JOB_KIND, ej
+            )
         prepared: list[Prepared] = []
         for batch in world.batches:
             if batch["metadata"].get("deletionTimestamp"):
@@ -87,28 +95,47 @@ class Controller:
             try:
                 prepared.append(await prepare_batch(ctx, world, batch))
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc, BATCH_KIND)
                 log.exception(
-                    "Batch %s: reconcile failed; retrying on the next pass", batch_key(batch)
+                    "Batch %s: reconcile failed; retrying on the next pass",
+                    batch_key(batch),
+                    extra=logs.about(batch, BATCH_KIND),
                 )
         limits: dict[str, BatchLimit] = {
             batch_key(p.batch): p.limit for p in prepared if p.limit is not None
         }
-        await self._guard("admission", admit_jobs(ctx, world, limits))
+        await self._guard("admission", admit_jobs(ctx, world, limits), "admission")
         for p in prepared:
-            await self._guard(f"Batch {batch_key(p.batch)} rollup", finish_batch(ctx, world, p))
+            await self._guard(
+                f"Batch {batch_key(p.batch)} rollup",
+                finish_batch(ctx, world, p),
+                BATCH_KIND,
+                p.batch,
+            )
         self.passes += 1
 
-    async def _guard(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
+    async def _guard(
+        self,
+        what: str,
+        coro: Coroutine[Any, Any, None],
+        kind: str,
+        obj: dict[str, Any] | None = None,
+    ) -> None:
         # One object's failure (a bad spec, an API error) must never stop the loop or
         # the other objects: log it and let the next pass retry.
         try:
             await coro
         except Exception as exc:
-            self._failed(exc)
-            log.exception("%s: failed; retrying on the next pass", what)
+            self._failed(exc, kind)
+            log.exception(
+                "%s: failed; retrying on the next pass",
+                what,
+                extra=logs.about(obj, kind) if obj else None,
+            )
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, kind: str = "pass") -> None:
+        # ``kind``: the object's kind, "admission" or "pass" (bounded: the metric's label).
+        metrics.reconcile_error(kind)
         self.errors += 1
         wait = retry_after(exc)
         if wait is not None:
@@ -140,6 +167,7 @@ class Controller:
             await asyncio.sleep(DEBOUNCE_SECONDS)
             self.wakeup.clear()
             if self.elector is not None and not self.elector.leading:
+                metrics.phase_counts((), ())  # the leader counts; a standby must not
                 timeout = self.settings.resync_seconds
                 continue
             errors = self.errors

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from audioextract import logs, metrics
 from audioextract.api.constants import BATCH_KIND, JOB_KIND, ErrorCode, JobPhase
 from audioextract.api.constants import JOB_PLURAL as PLURAL
 from audioextract.api.spec import ExtractionJobSpec
@@ -83,6 +84,7 @@ async def write_status(ctx: Context, world: World, ej: Obj, new: ExtractionJobSt
     meta = ej["metadata"]
     updated = await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
     world.extraction_jobs[(meta["namespace"], meta["name"])] = updated
+    metrics.job_status_written(old.get("phase"), new, meta.get("creationTimestamp"))
     return updated
 
 
@@ -218,4 +220,9 @@ async def _cleanup(ctx: Context, ej: Obj, owned: list[Obj], status: ExtractionJo
         except Exception as exc:
             if not is_not_found(exc):
                 raise
-        log.info("deleted finished Job %s/%s", job["metadata"]["namespace"], name)
+        log.info(
+            "deleted finished Job %s/%s",
+            job["metadata"]["namespace"],
+            name,
+            extra=logs.about(ej, JOB_KIND),
+        )

@@ -45,6 +45,9 @@ class LeaderElector:
         self.kube, self.namespace, self.name = kube, namespace, name
         self.identity, self.duration = identity, duration
         self.is_leader = False
+        # Whether the last attempt got an answer from the API server: readiness
+        # (docs/metrics.md) needs the leader state to be known, not to be leader.
+        self.known = False
         self._expires = _now()
 
     @property
@@ -80,6 +83,7 @@ class LeaderElector:
                 lasting = timedelta(seconds=int(held.get("leaseDurationSeconds") or self.duration))
                 if holder and holder != self.identity and renewed + lasting > now:
                     self.is_leader = False
+                    self.known = True
                     return False
                 if holder != self.identity:
                     spec["acquireTime"] = _fmt(now)
@@ -90,13 +94,15 @@ class LeaderElector:
                 lease["spec"] = spec
                 await self.kube.replace_lease(self.namespace, self.name, lease)
         except Exception as exc:
-            if not is_conflict(exc):
+            # A conflict is an answer (another instance won the race); anything else is not.
+            self.known = is_conflict(exc)
+            if not self.known:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             self.is_leader = False
             return False
         if not self.is_leader:
             log.info("acquired lease %s/%s as %s", self.namespace, self.name, self.identity)
-        self.is_leader = True
+        self.is_leader = self.known = True
         self._expires = now + timedelta(seconds=self.duration)
         return True
 

@@ -6,10 +6,13 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import uuid
 
 import kopf
+from pydantic import ValidationError
 
+from audioextract import logs, metrics
 from audioextract.handlers import registry
 from audioextract.handlers.controller import Controller
 from audioextract.handlers.kube import Kube, load_config
@@ -66,6 +69,21 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
     if elector is not None:
         tasks.append(asyncio.create_task(elector.run(controller.wakeup)))
     tasks.append(asyncio.create_task(controller.run()))
+    kopf_ready = asyncio.Event()
+    metrics.METRICS.leader.set_function(lambda: 1 if elector is None or elector.leading else 0)
+    server = metrics.MetricsServer(
+        settings.metrics_address,
+        settings.metrics_port,
+        # Live while the loop answers and no background task has died.
+        live=lambda: {"event-loop": True, "tasks": not any(t.done() for t in tasks)},
+        # Ready once kopf has started (its watches follow at once) and the leader state
+        # is known; a standby instance is ready too (docs/metrics.md).
+        ready=lambda: {
+            "kopf": kopf_ready.is_set(),
+            "lease": elector is None or elector.known,
+        },
+    )
+    await server.start()
     try:
         # kopf's own peering stays off: the Lease above is the leader election.
         await kopf.operator(
@@ -73,8 +91,10 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             standalone=True,
             namespaces=namespaces,
             clusterwide=not namespaces,
+            ready_flag=kopf_ready,
         )
     finally:
+        await server.stop()
         await controller.notifier.close()
         for task in tasks:
             task.cancel()
@@ -87,14 +107,17 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``audio-extract operator``; returns the exit code."""
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = "_".join(str(part) for part in err.get("loc", ())).upper()
+        print(f"audio-extract operator: AUDIOEXTRACT_{field}: {err['msg']}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, args.verbose)
     if not args.verbose:
         # The event handlers only wake the loop; kopf's per-event "succeeded" lines
         # would drown the operator's own log.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    settings = Settings()
     asyncio.run(serve(args, settings))
     return 0

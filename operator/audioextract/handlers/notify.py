@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from audioextract import logs
 from audioextract.api.spec import Webhook
 from audioextract.api.status import WebhookStatus
 from audioextract.handlers import events
@@ -111,7 +112,13 @@ class Notifier:
                 )
         except Exception as exc:
             # Secret not found, API errors: keep the reason in status, try again next pass.
-            log.warning("webhook delivery for %s/%s: %s", owner.namespace, owner.name, exc)
+            log.warning(
+                "webhook delivery for %s/%s: %s",
+                owner.namespace,
+                owner.name,
+                exc,
+                extra=logs.ref(owner.kind, owner.namespace, owner.name),
+            )
             self._unsaved[owner.uid] = state.note_error(current, f"webhook delivery: {exc}")
         finally:
             self.wake()

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from audioextract import metrics
 from audioextract.api.constants import WebhookEvent
 from audioextract.api.status import WebhookStatus
 from audioextract.urlguard import BlockedAddressError, GuardPolicy, check_url
@@ -547,6 +548,7 @@ class Dispatcher:
             next_attempt_in=next_attempt_in,
         )
         outcomes.append(outcome)
+        metrics.webhook_delivery(str(event.type), str(verdict), outcome.latency_seconds)
         if verdict == Verdict.FAILED:
             log.warning("webhook %s %s to %s failed: %s", event.type, event.id, url, error)
         if self._on_outcome is not None:
