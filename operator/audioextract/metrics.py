@@ -35,7 +35,15 @@ from prometheus_client import (
 )
 
 from audioextract import __version__
-from audioextract.api.constants import BatchPhase, JobPhase
+from audioextract.api.constants import (
+    BATCH_KIND,
+    JOB_KIND,
+    BatchPhase,
+    ErrorCode,
+    Format,
+    JobPhase,
+    WebhookEvent,
+)
 from audioextract.api.status import ExtractionJobStatus
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,12 @@ BUILD_INFO = "audioextract_build_info"
 OUTCOME_SUCCEEDED = "succeeded"
 OUTCOME_FAILED = "failed"
 NO_ERROR = ""  # error_code of a succeeded job: the label exists on every series
+# Webhook outcomes: audioextract.webhooks.delivery.Verdict's values (a test keeps them equal).
+DELIVERY_OUTCOMES = ("delivered", "retrying", "failed")
+# Reconcile error kinds: an object kind, admission (across objects) or the loop itself.
+KIND_ADMISSION = "admission"
+KIND_LOOP = "loop"
+RECONCILE_KINDS = (BATCH_KIND, JOB_KIND, KIND_ADMISSION, KIND_LOOP)
 
 # Buckets: a job runs seconds (a clip) to hours (a film); a queue wait is ~0 when there
 # is capacity and minutes to hours behind max_concurrent_jobs; a webhook answers in ms.
@@ -168,16 +182,32 @@ def register(registry: CollectorRegistry) -> Metrics:
         ),
     )
     m.build_info.labels(version=__version__).set(1)
-    # Series for every bounded value exist from the start, so rate() and absent-by-zero
-    # alerts work before the first job ever finishes.
+    _initialise(m)
+    return m
+
+
+def _initialise(m: Metrics) -> None:
+    # Every bounded label combination exists from the start at 0: a counter series that
+    # appears only with its first increment loses that increment to rate() and
+    # increase(), and an alert on it would miss the first failure.
     for phase in JobPhase:
         m.jobs.labels(phase=str(phase))
     for batch_phase in BatchPhase:
         m.batches.labels(phase=str(batch_phase))
     m.jobs_finished.labels(outcome=OUTCOME_SUCCEEDED, error_code=NO_ERROR)
+    for code in ErrorCode:
+        m.jobs_finished.labels(outcome=OUTCOME_FAILED, error_code=str(code))
     for outcome in (OUTCOME_SUCCEEDED, OUTCOME_FAILED):
         m.job_duration.labels(outcome=outcome)
-    return m
+    for fmt in Format:
+        for counter in (m.media_seconds, m.output_bytes, m.stream_copies):
+            counter.labels(format=str(fmt))
+    for delivery in DELIVERY_OUTCOMES:
+        m.webhook_delivery_duration.labels(outcome=delivery)
+        for event in WebhookEvent:
+            m.webhook_deliveries.labels(event=str(event), outcome=delivery)
+    for kind in RECONCILE_KINDS:
+        m.reconcile_errors.labels(kind=kind)
 
 
 # No ``*_created`` series: controller-runtime has none, and node exporter's textfile

@@ -1,6 +1,7 @@
 """Runs ``audio-extract operator`` as a subprocess against the envtest control plane."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import kubernetes.client
 
 from tests.envtest.operator_helpers import failed_create_events
 from tests.support.controlplane import ControlPlane
+from tests.support.wait import wait_for
 
 
 class OperatorProcess:
@@ -50,6 +52,15 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def metrics_url(self, timeout: float = 30) -> str:
+        """http://127.0.0.1:PORT of /metrics, /healthz and /readyz, from the startup log line."""
+
+        def bound() -> str | None:
+            found = re.search(r"metrics and probes on ([\d.]+):(\d+)", self.log())
+            return f"http://{found.group(1)}:{found.group(2)}" if found else None
+
+        return wait_for(bound, timeout=timeout, what="the metrics endpoint")
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -63,7 +74,8 @@ class OperatorProcess:
         """Still running, and nothing in the log that says a pass or a handler broke."""
         log = self.log()
         assert self.alive(), f"operator exited:\n{log[-5000:]}"
-        for marker in ("Traceback", "ERROR audioextract", "inconsistencies"):
+        markers = ("Traceback", "ERROR audioextract", '"level": "error", "logger": "audioextract')
+        for marker in (*markers, "inconsistencies"):
             assert marker not in log, log[-8000:]
 
     def assert_no_failed_create(self) -> None:

@@ -76,7 +76,7 @@ def test_failure_counts_by_error_code_and_a_job_first_seen_finished_waits_once(
     labels = {"outcome": "failed", "error_code": "DecodeFailed"}
     assert registry.get_sample_value("audioextract_jobs_finished_total", labels) == 1
     assert registry.get_sample_value("audioextract_job_queue_wait_seconds_count") == 1
-    assert registry.get_sample_value("audioextract_media_seconds_total", {"format": "mp3"}) is None
+    assert registry.get_sample_value("audioextract_media_seconds_total", {"format": "mp3"}) == 0
 
 
 def test_invalid_spec_failure_without_start_has_no_runtime(
@@ -170,3 +170,9 @@ def test_server_serves_metrics_and_probes_over_http(
     assert seen["/healthz"] == (200, "[+]tasks ok\nok\n")
     assert seen["/readyz"] == (503, "[-]kopf failed\n[+]lease ok\nnot ok\n")
     assert seen["/readyz later"][0] == 200
+
+
+def test_delivery_outcome_labels_are_the_dispatchers_verdicts() -> None:
+    from audioextract.webhooks.delivery import Verdict
+
+    assert set(metrics.DELIVERY_OUTCOMES) == {str(v) for v in Verdict}

@@ -21,6 +21,7 @@ from audioextract.handlers.extractionjob import reconcile_extraction_job
 from audioextract.handlers.jobs import admit_jobs
 from audioextract.handlers.kube import Kube, retry_after
 from audioextract.handlers.lease import LeaderElector
+from audioextract.handlers.links import DownloadLinks
 from audioextract.handlers.notify import Notifier
 from audioextract.reconcile.admission import BatchLimit
 from audioextract.reconcile.conditions import now_rfc3339
@@ -51,7 +52,7 @@ class Controller:
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self.elector = elector
         self.wakeup = asyncio.Event()
-        self.notifier = Notifier(kube, self.wake)
+        self.notifier = Notifier(kube, self.wake, download_url=DownloadLinks(kube, settings))
         self.passes = 0
         self.errors = 0
         self._backoff = 0.0
@@ -104,7 +105,7 @@ class Controller:
         limits: dict[str, BatchLimit] = {
             batch_key(p.batch): p.limit for p in prepared if p.limit is not None
         }
-        await self._guard("admission", admit_jobs(ctx, world, limits), "admission")
+        await self._guard("admission", admit_jobs(ctx, world, limits), metrics.KIND_ADMISSION)
         for p in prepared:
             await self._guard(
                 f"Batch {batch_key(p.batch)} rollup",
@@ -133,8 +134,8 @@ class Controller:
                 extra=logs.about(obj, kind) if obj else None,
             )
 
-    def _failed(self, exc: BaseException, kind: str = "pass") -> None:
-        # ``kind``: the object's kind, "admission" or "pass" (bounded: the metric's label).
+    def _failed(self, exc: BaseException, kind: str = metrics.KIND_LOOP) -> None:
+        # ``kind`` is the metric's label: one of metrics.RECONCILE_KINDS.
         metrics.reconcile_error(kind)
         self.errors += 1
         wait = retry_after(exc)

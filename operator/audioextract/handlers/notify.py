@@ -20,7 +20,14 @@ from audioextract.api.spec import Webhook
 from audioextract.api.status import WebhookStatus
 from audioextract.handlers import events
 from audioextract.handlers.kube import Kube
-from audioextract.webhooks import DeliveryConfig, Dispatcher, Endpoint, Event, state
+from audioextract.webhooks import (
+    DeliveryConfig,
+    Dispatcher,
+    DownloadUrlHook,
+    Endpoint,
+    Event,
+    state,
+)
 from audioextract.webhooks.events import Owner, Snapshot, owed_events
 from audioextract.webhooks.signing import InvalidSecretError
 
@@ -33,12 +40,21 @@ class Notifier:
     """Owns the Dispatcher, the per-owner delivery tasks and their unsaved outcomes."""
 
     def __init__(
-        self, kube: Kube, wake: Callable[[], None], dispatcher: Dispatcher | None = None
+        self,
+        kube: Kube,
+        wake: Callable[[], None],
+        dispatcher: Dispatcher | None = None,
+        download_url: DownloadUrlHook | None = None,
     ) -> None:
-        """Deliver with ``dispatcher`` (configured from AUDIOEXTRACT_WEBHOOK_*); ``wake`` asks for a pass."""
+        """Deliver with ``dispatcher`` (configured from AUDIOEXTRACT_WEBHOOK_*); ``wake`` asks for a pass.
+
+        ``download_url`` adds ``downloadUrl`` to ``job.completed`` (see handlers.links).
+        """
         self.kube = kube
         self.wake = wake
-        self.dispatcher = dispatcher or Dispatcher(DeliveryConfig.from_env())
+        self.dispatcher = dispatcher or Dispatcher(
+            DeliveryConfig.from_env(), download_url=download_url
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._unsaved: dict[str, WebhookStatus] = {}
 

@@ -1,6 +1,7 @@
 """Volumes and S3: the claim-name-to-directory map and boto3 clients."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -9,6 +10,8 @@ from audioextract.api.constants import ErrorCode
 from audioextract.worker.errors import WorkerError
 
 DEFAULT_REGION = "us-east-1"
+# Validity of the presigned downloadUrl in job.completed webhooks (DESIGN §5).
+DOWNLOAD_URL_SECONDS = 3600
 
 
 class VolumeMap:
@@ -51,8 +54,15 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, key
 
 
-def s3_client(endpoint: str | None, region: str | None) -> Any:
-    """A boto3 S3 client; credentials come from the environment (AWS_ACCESS_KEY_ID, ...)."""
+def s3_client(
+    endpoint: str | None, region: str | None, credentials: Mapping[str, str] | None = None
+) -> Any:
+    """A boto3 S3 client.
+
+    ``credentials`` holds ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and optionally
+    ``AWS_SESSION_TOKEN`` (a Secret's keys); without it boto3 finds its own (environment,
+    web identity, instance role).
+    """
     import boto3  # imported here: only S3 jobs pay for it
     from botocore.config import Config
 
@@ -71,4 +81,35 @@ def s3_client(endpoint: str | None, region: str | None) -> Any:
         connect_timeout=10,
         read_timeout=60,
     )
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    keys: dict[str, str] = {}
+    if credentials is not None:
+        keys = {
+            "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
+        }
+        if credentials.get("AWS_SESSION_TOKEN"):
+            keys["aws_session_token"] = credentials["AWS_SESSION_TOKEN"]
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
+
+
+def download_url(
+    uri: str,
+    endpoint: str | None,
+    region: str | None,
+    seconds: int = DOWNLOAD_URL_SECONDS,
+    credentials: Mapping[str, str] | None = None,
+) -> str | None:
+    """A presigned GET URL for a result at ``s3://bucket/key``; None for any other URI.
+
+    The operator and the local runner add it to ``job.completed`` webhooks as
+    ``downloadUrl``; it is sent, never stored. Signing is local computation: no request
+    to the store.
+    """
+    if not uri.startswith("s3://"):
+        return None
+    bucket, key = parse_s3_url(uri)
+    client = s3_client(endpoint, region, credentials)
+    url: str = client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+    )
+    return url
