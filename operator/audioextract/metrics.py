@@ -16,8 +16,6 @@ operator's event loop.
 """
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +43,7 @@ from audioextract.api.constants import (
     WebhookEvent,
 )
 from audioextract.api.status import ExtractionJobStatus
+from audioextract.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -345,16 +344,8 @@ def write_textfile(path: Path, registry: CollectorRegistry = REGISTRY) -> None:
     The collector reads ``*.prom`` files at any moment: write a temporary file in the
     same directory and rename it, so it never sees half a file.
     """
-    body = exposition(registry, domain_only=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(body)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Readable by node exporter, which usually runs as another user.
+    write_atomically(path, exposition(registry, domain_only=True), mode=0o644)
 
 
 # -- HTTP endpoint ----------------------------------------------------------------------

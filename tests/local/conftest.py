@@ -82,7 +82,10 @@ def run_cli(tmp_path: Path) -> RunCli:
         file: str = "batch.yaml",
         stdin: str | None = None,
         env: dict[str, str] | None = None,
+        mkdirs: tuple[str, ...] = (),
     ) -> Run:
+        for directory in mkdirs:
+            (tmp_path / directory).mkdir(parents=True, exist_ok=True)
         if obj is not None:
             text = json.dumps(obj) if file.endswith(".json") else yaml.safe_dump(obj)
             (tmp_path / file).write_text(text)

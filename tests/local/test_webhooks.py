@@ -5,6 +5,8 @@ import json
 import urllib.request
 from collections import Counter
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from audioextract.webhooks.signing import generate_secret
 from tests.local.conftest import RunCli, batch, http_job
 from tests.support import http_server
@@ -30,7 +32,15 @@ def test_events_per_job_and_batch_verified_with_the_reference_library(
             webhook={"url": rec.url, "secretRef": {"name": "hook"}},
         )
         obj["metadata"]["uid"] = "uid-hooked"
-        run = run_cli(obj, "--status", "status.yaml", env={"AUDIOEXTRACT_WEBHOOK_SECRET": secret})
+        run = run_cli(
+            obj,
+            "--status",
+            "status.yaml",
+            "--metrics-file",
+            "metrics/audioextract.prom",
+            env={"AUDIOEXTRACT_WEBHOOK_SECRET": secret},
+            mkdirs=("metrics",),
+        )
     assert run.returncode == 1, run.stderr
     assert rec.unverified == []
     types = Counter(hit.type for hit in rec.hits)
@@ -48,6 +58,24 @@ def test_events_per_job_and_batch_verified_with_the_reference_library(
     assert by_type["batch.completed"]["phase"] == "PartiallySucceeded"
     assert by_type["batch.completed"]["summary"] == {"total": 2, "succeeded": 1, "failed": 1}
     assert by_type["batch.completed"]["batch"] == {"name": "hooked", "uid": "uid-hooked"}
+    # The same domain metrics as the operator's, for node exporter's textfile collector.
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(
+            (run.cwd / "metrics" / "audioextract.prom").read_text()
+        )
+        for s in family.samples
+    }
+    assert all(name.startswith("audioextract_") for name, _ in values)
+    assert ("audioextract_leader", ()) not in values  # the operator's, not a run's
+    finished = "audioextract_jobs_finished_total"
+    assert values[(finished, (("error_code", ""), ("outcome", "succeeded")))] == 1
+    assert values[(finished, (("error_code", "SourceNotFound"), ("outcome", "failed")))] == 1
+    assert values[("audioextract_batches", (("phase", "PartiallySucceeded"),))] == 1
+    assert values[("audioextract_media_seconds_total", (("format", "mp3"),))] > 1
+    delivered = (("event", "batch.completed"), ("outcome", "delivered"))
+    assert values[("audioextract_webhook_deliveries_total", delivered)] == 1
+    assert values[("audioextract_job_queue_wait_seconds_count", ())] == 2
     webhook = run.status()["status"]["webhook"]
     assert (webhook["delivered"], webhook["failed"], webhook["pending"]) == (3, 0, 0)
     assert "Webhooks: 3 delivered, 0 failed, 0 pending" in run.stdout

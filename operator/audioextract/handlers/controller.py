@@ -52,7 +52,12 @@ class Controller:
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self.elector = elector
         self.wakeup = asyncio.Event()
-        self.notifier = Notifier(kube, self.wake, download_url=DownloadLinks(kube, settings))
+        # The last pass's observations: the download links resolve destinations from them.
+        self.world = World()
+        links = DownloadLinks(
+            kube, settings, lambda ns, name: self.world.extraction_jobs.get((ns, name))
+        )
+        self.notifier = Notifier(kube, self.wake, download_url=links)
         self.passes = 0
         self.errors = 0
         self._backoff = 0.0
@@ -80,7 +85,7 @@ class Controller:
         ctx = Context(
             self.kube, self.settings, self.settings.worker_config(), now_rfc3339(), self.notifier
         )
-        world = await self.observe()
+        world = self.world = await self.observe()
         metrics.phase_counts(
             ((ej.get("status") or {}).get("phase") for ej in world.extraction_jobs.values()),
             ((b.get("status") or {}).get("phase") for b in world.batches),

@@ -9,10 +9,9 @@ Secret, else the operator's configured one, else boto3's own chain.
 
 import asyncio
 import base64
-import logging
+from collections.abc import Callable
 from typing import Any
 
-from audioextract.api.constants import JOB_PLURAL
 from audioextract.api.spec import ExtractionJobSpec
 from audioextract.api.task import build_task
 from audioextract.handlers.kube import Kube
@@ -21,15 +20,18 @@ from audioextract.settings import Settings
 from audioextract.webhooks import Event
 from audioextract.worker.storage import download_url
 
-log = logging.getLogger(__name__)
+Lookup = Callable[[str, str], dict[str, Any] | None]
 
 
 class DownloadLinks:
     """``await links(event)``: the download URL for a ``job.completed`` event, or None."""
 
-    def __init__(self, kube: Kube, settings: Settings) -> None:
-        """Read ExtractionJobs and Secrets through ``kube``; validity from ``settings``."""
-        self.kube, self.settings = kube, settings
+    def __init__(self, kube: Kube, settings: Settings, lookup: Lookup) -> None:
+        """``lookup(namespace, name)`` finds an observed ExtractionJob (no extra API read).
+
+        Secrets are read through ``kube``; the validity comes from ``settings``.
+        """
+        self.kube, self.settings, self.lookup = kube, settings, lookup
 
     async def __call__(self, event: Event) -> str | None:
         """A presigned GET for the event's result when it is in S3; None otherwise."""
@@ -39,7 +41,9 @@ class DownloadLinks:
         namespace = data.get("namespace")
         if not uri.startswith("s3://") or not name or not namespace:
             return None
-        ej = await self.kube.get_custom(JOB_PLURAL, namespace, name)
+        ej = self.lookup(namespace, name)
+        if ej is None:
+            return None  # gone since the event was derived: no link rather than a stale one
         spec = ExtractionJobSpec.model_validate(ej.get("spec") or {})
         dest = build_task(name, spec, self.settings.default_destination).output.destination
         s3 = dest.s3 if dest is not None else None

@@ -71,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--status", metavar="FILE", help="write the status here (YAML; JSON for a .json name)"
     )
     parser.add_argument(
+        "--metrics-file",
+        metavar="FILE",
+        help="write Prometheus metrics here on every change, for node exporter's textfile "
+        "collector (name it *.prom)",
+    )
+    parser.add_argument(
         "--webhook-secret",
         metavar="VALUE",
         help=f"the webhook signing secret (whsec_...; default ${SECRET_ENV})",
@@ -88,6 +94,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Plan, str | None]:
     """Load, validate and plan; raises InvalidInputError with every problem found."""
     loaded = load(args.file)
     plan = build_plan(loaded, parse_volumes(args.volume), Path(args.out), args.parallel)
+    if args.metrics_file:
+        where = Path(args.metrics_file).parent
+        if not where.is_dir() or not os.access(where, os.W_OK):
+            raise InvalidInputError([f"--metrics-file: {where} is not a writable directory"])
     secret = None
     if loaded.webhook is not None:
         secret = secret_from(args.webhook_secret)
@@ -153,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             status_path=status_path,
             webhook_secret=secret,
             drain_seconds=args.drain_seconds,
+            metrics_path=Path(args.metrics_file) if args.metrics_file else None,
         )
         display = Display(plan, runner.states, live=live)
         runner.view = display

@@ -100,9 +100,18 @@ class Runner:
         status_path: Path | None = None,
         webhook_secret: str | None = None,
         drain_seconds: float = 30.0,
+        metrics_path: Path | None = None,
     ) -> None:
-        """``webhook_secret`` is required when the spec has a webhook (checked by the caller)."""
+        """``webhook_secret`` is required when the spec has a webhook (checked by the caller).
+
+        With ``metrics_path``, the domain metrics (the operator's, counted the same way)
+        are written there on every status change, for node exporter's textfile collector.
+        """
         self.plan = plan
+        self.metrics_path = metrics_path
+        # Every job is "created" when the run starts: queue waits are measured from it.
+        self._created = now_rfc3339()
+        self._counted: dict[str, JobPhase | None] = {}
         self.view: View = view if view is not None else Silent()
         self.workdir = workdir
         self.status_path = status_path
@@ -148,9 +157,34 @@ class Runner:
         self.status = status
         if self.status_path is not None:
             write_document(self.status_path, document(self.plan, status))
+        if self.metrics_path is not None:
+            self._count(status, now)
         if self.hooks is not None:
             self.hooks.changed()
         return status
+
+    def _count(self, status: BatchStatus | ExtractionJobStatus, now: str) -> None:
+        """Count each job's changes as the operator's status writer does; write the file."""
+        from audioextract import metrics
+
+        for state in self.states:
+            before = self._counted.get(state.job.name)
+            if state.phase == JobPhase.RUNNING and state.start_time is None:
+                continue  # admitted, its worker not started yet: count it once it has
+            if state.phase != before:
+                metrics.job_status_written(
+                    before, job_status(state, None, None, now), self._created
+                )
+                self._counted[state.job.name] = state.phase
+        batches = [status.phase] if self.is_batch else []
+        metrics.phase_counts([s.phase for s in self.states], batches)
+        assert self.metrics_path is not None
+        try:
+            metrics.write_textfile(self.metrics_path)
+        except OSError as exc:
+            # Metrics must never stop the jobs; say so once and stop writing them.
+            self.view.message(f"--metrics-file: cannot write {self.metrics_path}: {exc}")
+            self.metrics_path = None
 
     # -- admission ------------------------------------------------------------------
 

@@ -7,8 +7,6 @@ conditions. Webhook snapshots are built from the same values.
 """
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from audioextract.api.status import (
     JobResult,
     WebhookStatus,
 )
+from audioextract.atomic import write_atomically
 from audioextract.local.plan import LocalJob, Plan
 from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
 from audioextract.reconcile.rollup import ChildSnapshot, rollup
@@ -188,12 +187,4 @@ def write_document(path: Path, doc: dict[str, Any]) -> None:
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     else:
         text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("utf-8"))
