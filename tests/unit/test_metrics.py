@@ -1,6 +1,10 @@
 """The metrics module: what each call site counts, the textfile export, the HTTP endpoint."""
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -176,3 +180,43 @@ def test_delivery_outcome_labels_are_the_dispatchers_verdicts() -> None:
     from audioextract.webhooks.delivery import Verdict
 
     assert set(metrics.DELIVERY_OUTCOMES) == {str(v) for v in Verdict}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"AUDIOEXTRACT_METRICS_PORT": "taken"}, "AUDIOEXTRACT_METRICS_PORT: cannot listen on"),
+        ({"AUDIOEXTRACT_LOG_FORMAT": "xml"}, "AUDIOEXTRACT_LOG_FORMAT: Input should be"),
+        ({"AUDIOEXTRACT_METRICS_PORT": "70000"}, "AUDIOEXTRACT_METRICS_PORT: Input should be"),
+    ],
+)
+def test_operator_refuses_bad_metrics_and_log_settings_with_exit_2(
+    tmp_path: Path, env: dict[str, str], expected: str
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\n'
+        "users: [{name: u, user: {token: x}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        if env.get("AUDIOEXTRACT_METRICS_PORT") == "taken":
+            env = {**env, "AUDIOEXTRACT_METRICS_PORT": str(taken.getsockname()[1])}
+        run = subprocess.run(
+            [sys.executable, "-m", "audioextract", "operator", "--standalone", "-n", "x"],
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("AUDIOEXTRACT_")},
+                "KUBECONFIG": str(kubeconfig),
+                "AUDIOEXTRACT_METRICS_ADDRESS": "127.0.0.1",
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 2, run.stderr
+    assert expected in run.stderr
+    assert "Traceback" not in run.stderr

@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
+class StartupError(Exception):
+    """The operator cannot start as configured; the message names the setting."""
+
+
 def _identity(settings: Settings) -> str:
     return settings.pod_name or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
@@ -50,7 +54,6 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
     namespaces: list[str] = list(args.namespace)
     elector: LeaderElector | None = None
     tasks: list[asyncio.Task[None]] = []
-    controller: Controller
     if not args.standalone:
         lease_ns = (
             settings.lease_namespace
@@ -64,11 +67,6 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             _identity(settings),
             settings.lease_duration_seconds,
         )
-    controller = Controller(kube, settings, namespaces or None, elector)
-    registry.WAKER.wake = controller.wake
-    if elector is not None:
-        tasks.append(asyncio.create_task(elector.run(controller.wakeup)))
-    tasks.append(asyncio.create_task(controller.run()))
     kopf_ready = asyncio.Event()
     metrics.METRICS.leader.set_function(lambda: 1 if elector is None or elector.leading else 0)
     server = metrics.MetricsServer(
@@ -83,7 +81,18 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             "lease": elector is None or elector.known,
         },
     )
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        where = f"{settings.metrics_address}:{settings.metrics_port}"
+        raise StartupError(
+            f"AUDIOEXTRACT_METRICS_PORT: cannot listen on {where}: {exc.strerror or exc}"
+        ) from exc
+    controller = Controller(kube, settings, namespaces or None, elector)
+    registry.WAKER.wake = controller.wake
+    if elector is not None:
+        tasks.append(asyncio.create_task(elector.run(controller.wakeup)))
+    tasks.append(asyncio.create_task(controller.run()))
     try:
         # kopf's own peering stays off: the Lease above is the leader election.
         await kopf.operator(
@@ -119,5 +128,9 @@ def run(args: argparse.Namespace) -> int:
         # The event handlers only wake the loop; kopf's per-event "succeeded" lines
         # would drown the operator's own log.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    asyncio.run(serve(args, settings))
+    try:
+        asyncio.run(serve(args, settings))
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 2
     return 0
