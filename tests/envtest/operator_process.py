@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 
@@ -60,6 +62,26 @@ class OperatorProcess:
             return f"http://{found.group(1)}:{found.group(2)}" if found else None
 
         return wait_for(bound, timeout=timeout, what="the metrics endpoint")
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        """GET ``path`` (``/metrics``, ``/healthz``, ``/readyz``): status and body."""
+        try:
+            with urllib.request.urlopen(self.metrics_url() + path, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of this operator's /metrics (summed over other labels), None if absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        found = [
+            s.value
+            for family in text_string_to_metric_families(self.http_get("/metrics")[1])
+            for s in family.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+        return sum(found) if found else None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

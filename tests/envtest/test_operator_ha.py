@@ -52,6 +52,12 @@ def test_lease_leader_acts_alone_and_hands_over(
             lambda: _holder(coordination, namespace), timeout=30, what="a Lease holder"
         )
         assert holder in ("op-a", "op-b")
+        leader, follower = (a, b) if holder == "op-a" else (b, a)
+        # Both are ready (a standby is ready, docs/metrics.md); only the holder says it leads.
+        wait_for(lambda: leader.metric("audioextract_leader") == 1, what="leader gauge 1")
+        assert follower.metric("audioextract_leader") == 0
+        assert follower.http_get("/readyz")[0] == 200
+        assert leader.http_get("/readyz")[0] == 200
         jobs = [
             {"name": f"v{i}", "source": {"volume": {"claimName": "media", "path": f"v{i}.mp4"}}}
             for i in range(4)
@@ -61,7 +67,6 @@ def test_lease_leader_acts_alone_and_hands_over(
         )
         # Let the leader start work, then stop it: the other instance must take over.
         wait_for(lambda: watcher.names, timeout=30, what="a first Job")
-        leader, follower = (a, b) if holder == "op-a" else (b, a)
         leader.stop()
         wait_for(
             lambda: _holder(coordination, namespace) == ("op-b" if holder == "op-a" else "op-a"),
@@ -78,6 +83,12 @@ def test_lease_leader_acts_alone_and_hands_over(
         assert watcher.max_active <= 1, watcher.max_active
         assert len(watcher.names) == 4, watcher.names  # no duplicate runs across the hand-over
         assert follower.alive()
+        # The new leader says so, and counts what it observes (the standby counted nothing).
+        assert follower.metric("audioextract_leader") == 1
+        wait_for(
+            lambda: follower.metric("audioextract_jobs", phase="Succeeded") == 4,
+            what="the new leader's phase gauge",
+        )
         wait_for(
             lambda: not batch_api.list_namespaced_job(namespace, label_selector=JOB_SELECTOR).items,
             timeout=30,

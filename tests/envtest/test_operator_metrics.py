@@ -101,7 +101,6 @@ def test_running_operator_exports_what_happened_and_what_the_chart_reads(
         }
         # The operator itself has no AWS credentials: it signs with the Secret's.
         with OperatorProcess(controller_manager, namespace, env) as op:
-            base = op.metrics_url()
             vol = {"claimName": "media"}
             manifest = batch_manifest(
                 "metered",
@@ -122,8 +121,8 @@ def test_running_operator_exports_what_happened_and_what_the_chart_reads(
 
             wait_for(settled, timeout=120, interval=0.5, what="Batch final, 3 webhooks delivered")
             good = get(custom, namespace, "extractionjobs", "metered-good")
-            status_code, body = fetch(base + "/metrics")
-            healthz, readyz = fetch(base + "/healthz"), fetch(base + "/readyz")
+            status_code, text = op.http_get("/metrics")
+            healthz, readyz = op.http_get("/healthz"), op.http_get("/readyz")
             op.assert_healthy()
             log = op.log()
         completed = next(h for h in hooks.hits if h.type == "job.completed")
@@ -143,11 +142,10 @@ def test_running_operator_exports_what_happened_and_what_the_chart_reads(
 
     # -- probes ----------------------------------------------------------------------------
     assert healthz[0] == 200, healthz
-    assert readyz == (200, b"[+]kopf ok\n[+]lease ok\nok\n")
+    assert readyz == (200, "[+]kopf ok\n[+]lease ok\nok\n")
 
     # -- the counts match what happened ------------------------------------------------------
     assert status_code == 200
-    text = body.decode()
     values = samples(text)
     assert total(values, "audioextract_jobs_finished_total", outcome="succeeded") == 1
     assert (
