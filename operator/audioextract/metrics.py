@@ -44,6 +44,7 @@ from audioextract.api.constants import (
 )
 from audioextract.api.status import ExtractionJobStatus
 from audioextract.atomic import write_atomically
+from audioextract.reconcile.conditions import RECONCILING, TRUE, find_condition
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,20 @@ def _between(start: str | None, end: str | None) -> float | None:
     return (b - a).total_seconds()
 
 
+def _queued_since(status: ExtractionJobStatus, created: str | None) -> str | None:
+    """When the current run was queued: creation, or for a re-run its re-queueing.
+
+    A re-run (``retry-failed``, attempts > 1) was queued when Reconciling last turned
+    True; measuring it from creation would count the earlier run and the time until
+    someone asked for the retry as waiting.
+    """
+    if (status.attempts or 0) > 1:
+        reconciling = find_condition(status.conditions, RECONCILING)
+        if reconciling is not None and reconciling.status == TRUE:
+            return reconciling.last_transition_time
+    return created
+
+
 def job_status_written(
     before: JobPhase | str | None,
     after: ExtractionJobStatus,
@@ -253,7 +268,7 @@ def job_status_written(
     if new is None or new == old:
         return
     if new in _STARTED and old not in _STARTED:
-        wait = _between(created, after.start_time)
+        wait = _between(_queued_since(after, created), after.start_time)
         if wait is not None:
             metrics.job_queue_wait.observe(wait)
     if new not in _TERMINAL:

@@ -83,6 +83,29 @@ def test_failure_counts_by_error_code_and_a_job_first_seen_finished_waits_once(
     assert registry.get_sample_value("audioextract_media_seconds_total", {"format": "mp3"}) == 0
 
 
+def test_a_rerun_waits_from_its_requeueing_not_from_creation(
+    reg: tuple[CollectorRegistry, metrics.Metrics],
+) -> None:
+    registry, m = reg
+    requeued = "2026-01-02T09:00:00Z"  # a day later, someone asked for retry-failed
+    rerun = status(
+        JobPhase.RUNNING,
+        attempts=2,
+        start_time="2026-01-02T09:00:05Z",
+        conditions=[
+            {
+                "type": "Reconciling",
+                "status": "True",
+                "reason": "Running",
+                "message": "job is running",
+                "lastTransitionTime": requeued,
+            }
+        ],
+    )
+    metrics.job_status_written(JobPhase.QUEUED, rerun, CREATED, m)
+    assert registry.get_sample_value("audioextract_job_queue_wait_seconds_sum") == 5
+
+
 def test_invalid_spec_failure_without_start_has_no_runtime(
     reg: tuple[CollectorRegistry, metrics.Metrics],
 ) -> None:
