@@ -27,7 +27,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -183,6 +186,10 @@ def register(registry: CollectorRegistry) -> Metrics:
     )
     m.build_info.labels(version=__version__).set(1)
     _initialise(m)
+    # The operator process itself (process_*, python_*), as every exporter has them.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return m
 
 
