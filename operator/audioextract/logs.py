@@ -64,3 +64,5 @@ def configure(log_format: str, verbose: bool = False, stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Python's warnings go through logging too, so JSON mode has no plain-text lines.
+    logging.captureWarnings(True)

@@ -1,7 +1,8 @@
 """Every Prometheus metric of the project, its name as a constant, and the HTTP endpoint.
 
 :func:`register` creates all metrics on one registry; the process-wide instance is
-:data:`METRICS` on :data:`REGISTRY`. Labels are bounded: phases, outcomes, error codes,
+:data:`METRICS` on :data:`REGISTRY` (the client library's default registry, which
+also has the process_* and python_* collectors). Labels are bounded: phases, outcomes, error codes,
 output formats, webhook event types, controller names. Never a Batch, job or object
 name, never a URL (docs/metrics.md).
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import prometheus_client
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -186,10 +188,12 @@ def register(registry: CollectorRegistry) -> Metrics:
     )
     m.build_info.labels(version=__version__).set(1)
     _initialise(m)
-    # The operator process itself (process_*, python_*), as every exporter has them.
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
+    if registry is not prometheus_client.REGISTRY:
+        # The process itself (process_*, python_*), as every exporter has them; the
+        # client library's default registry has these collectors already.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
     return m
 
 
@@ -220,7 +224,9 @@ def _initialise(m: Metrics) -> None:
 # No ``*_created`` series: controller-runtime has none, and node exporter's textfile
 # collector would only carry them as extra gauges.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-REGISTRY = CollectorRegistry(auto_describe=True)
+# The client library's default registry: a metric defined anywhere in the process with
+# prometheus_client's defaults is served too, so nothing can be left off /metrics.
+REGISTRY: CollectorRegistry = prometheus_client.REGISTRY
 METRICS = register(REGISTRY)
 
 

@@ -3,6 +3,8 @@
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import kopf
@@ -66,3 +68,21 @@ def test_kopf_object_logger_lines_carry_the_same_fields(
         "media",
         "lecture-01",
     )
+
+
+def test_python_warnings_and_every_other_line_are_json_in_a_real_process() -> None:
+    code = (
+        "import logging, warnings\n"
+        "from audioextract import logs\n"
+        "logs.configure('json')\n"
+        "warnings.warn('an old API', DeprecationWarning, stacklevel=1)\n"
+        "logging.getLogger('kopf.objects').info('multi\\nline')\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    parsed = [json.loads(line) for line in run.stderr.splitlines()]
+    assert [p["logger"] for p in parsed] == ["py.warnings", "kopf.objects"]
+    assert "DeprecationWarning: an old API" in str(parsed[0]["message"])
+    assert parsed[1]["message"] == "multi\nline"
