@@ -263,6 +263,15 @@ def _queued_since(status: ExtractionJobStatus, created: str | None) -> str | Non
     return created
 
 
+def _phase(value: str | None) -> JobPhase | None:
+    # A phase this version does not know (written by another one) counts as none:
+    # counting must never break the status writer that calls it.
+    try:
+        return JobPhase(value) if value else None
+    except ValueError:
+        return None
+
+
 def job_status_written(
     before: JobPhase | str | None,
     after: ExtractionJobStatus,
@@ -276,8 +285,7 @@ def job_status_written(
     its run time and (on success) the media produced. Writing the same phase again
     counts nothing, so a re-written status is never counted twice by one process.
     """
-    old = JobPhase(before) if before else None
-    new = JobPhase(after.phase) if after.phase else None
+    old, new = _phase(before), _phase(after.phase)
     if new is None or new == old:
         return
     if new in _STARTED and old not in _STARTED:

@@ -54,7 +54,7 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def metrics_url(self, timeout: float = 30) -> str:
+    def metrics_url(self, timeout: float = 120) -> str:
         """http://127.0.0.1:PORT of /metrics, /healthz and /readyz, from the startup log line."""
 
         def bound() -> str | None:
