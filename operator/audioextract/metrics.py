@@ -123,14 +123,16 @@ def register(registry: CollectorRegistry) -> Metrics:
         ),
         job_duration=Histogram(
             JOB_DURATION_SECONDS,
-            "Run time of finished ExtractionJobs, from the worker's start to completion.",
+            "Run time of finished ExtractionJobs, from the start of the run (Job created, "
+            "or admitted by Kueue) to completion.",
             ["outcome"],
             buckets=JOB_DURATION_BUCKETS,
             registry=registry,
         ),
         job_queue_wait=Histogram(
             JOB_QUEUE_WAIT_SECONDS,
-            "Time from an ExtractionJob's creation to the start of its worker.",
+            "Time from an ExtractionJob's creation (or re-queueing) to the start of its run "
+            "(Job created, or admitted by Kueue).",
             buckets=QUEUE_WAIT_BUCKETS,
             registry=registry,
         ),
