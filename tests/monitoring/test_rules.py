@@ -151,3 +151,15 @@ def test_every_name_the_rules_and_dashboard_read_is_served(tmp_path: Path) -> No
     body = asyncio.run(scrape())
     assert promql.missing_from(body) == {}
     assert "audioextract_leader 1.0" in body
+
+
+def test_exposition_passes_promtool_metric_lint(tmp_path: Path) -> None:
+    # Naming and type conventions (counters end in _total, units in the name, ...),
+    # for what /metrics serves and for the local runner's textfile alike.
+    path = tmp_path / "audioextract.prom"
+    metrics.write_textfile(path)
+    for body in (metrics.exposition().decode(), path.read_text()):
+        done = subprocess.run(
+            ["promtool", "check", "metrics"], input=body, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
