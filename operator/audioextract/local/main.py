@@ -6,6 +6,7 @@ input (the validation errors are printed per field); 130 interrupted (Ctrl-C).
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -98,6 +99,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Plan, str | None]:
         where = Path(args.metrics_file).parent
         if not where.is_dir() or not os.access(where, os.W_OK):
             raise InvalidInputError([f"--metrics-file: {where} is not a writable directory"])
+        if importlib.util.find_spec("prometheus_client") is None:
+            raise InvalidInputError(
+                ["--metrics-file: needs the prometheus-client package, which is not installed"]
+            )
     secret = None
     if loaded.webhook is not None:
         secret = secret_from(args.webhook_secret)
