@@ -347,9 +347,9 @@ def _set_phases(gauge: Gauge, known: list[str], phases: Iterable[str | None], no
         gauge.labels(phase=name).set(count)
 
 
-def set_leader(leading: bool, metrics: Metrics = METRICS) -> None:
-    """Record whether this instance acts (holds the Lease or runs standalone)."""
-    metrics.leader.set(1 if leading else 0)
+def leader_from(leading: Callable[[], bool], metrics: Metrics = METRICS) -> None:
+    """Export ``leading()`` (holds the Lease, or runs standalone) as 1/0 at each scrape."""
+    metrics.leader.set_function(lambda: 1.0 if leading() else 0.0)
 
 
 # -- export ---------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_every_name_the_rules_and_dashboard_read_is_served(tmp_path: Path) -> No
     metrics.job_status_written("Queued", status, "2026-01-01T10:00:00Z")
     metrics.webhook_delivery("job.completed", "delivered", 0.05)
     metrics.phase_counts(["Succeeded"], ["Succeeded"])
-    metrics.set_leader(True)
+    metrics.leader_from(lambda: True)
 
     async def scrape() -> str:
         server = metrics.MetricsServer(

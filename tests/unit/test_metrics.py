@@ -142,7 +142,7 @@ def test_textfile_holds_only_the_domain_family_and_parses(
     reg: tuple[CollectorRegistry, metrics.Metrics], tmp_path: Path
 ) -> None:
     registry, m = reg
-    metrics.set_leader(True, m)
+    metrics.leader_from(lambda: True, m)
     metrics.webhook_delivery("job.completed", "delivered", 0.2, m)
     path = tmp_path / "audioextract.prom"
     metrics.write_textfile(path, registry)

@@ -68,7 +68,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             settings.lease_duration_seconds,
         )
     kopf_ready = asyncio.Event()
-    metrics.METRICS.leader.set_function(lambda: 1 if elector is None or elector.leading else 0)
+    metrics.leader_from(lambda: elector is None or elector.leading)
     server = metrics.MetricsServer(
         settings.metrics_address,
         settings.metrics_port,
