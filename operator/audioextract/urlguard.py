@@ -15,7 +15,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -111,3 +111,21 @@ def check_url(
         raise BlockedAddressError("URL has no host")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return resolve(parts.hostname, port, policy)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user-info, query string and fragment: fit for logs, status and Events.
+
+    Never raises: a URL that does not parse is shown as its scheme alone.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        scheme = url.partition(":")[0]
+        return f"{scheme}://<invalid>" if scheme.isalnum() else "<invalid URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

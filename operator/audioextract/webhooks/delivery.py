@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from audioextract.api.constants import WebhookEvent
 from audioextract.api.status import WebhookStatus
-from audioextract.urlguard import BlockedAddressError, GuardPolicy, check_url
+from audioextract.urlguard import BlockedAddressError, GuardPolicy, check_url, redact_url
 from audioextract.webhooks import state
 from audioextract.webhooks.events import Event
 from audioextract.webhooks.signing import parse_secrets, signed_headers
@@ -199,14 +199,7 @@ AddressResolver = Callable[[str, GuardPolicy], str]
 PersistCallback = Callable[[WebhookStatus], Awaitable[None] | None]
 
 
-def redact(url: str) -> str:
-    """The URL without credentials, query or fragment, fit for logs and Kubernetes Events."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+redact = redact_url
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -63,14 +63,15 @@ class NetConfig:
 
 
 def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
-    """A connection to the URL's host, pinned to an address the guard allows."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"scheme {parts.scheme!r} is not allowed")
-    host = parts.hostname
-    if not host:
-        raise WorkerError(ErrorCode.INVALID_SPEC, "URL has no host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    """A connection to the URL's host, pinned to an address the guard allows.
+
+    A URL that cannot be parsed (a port out of range, a malformed IPv6 literal, no
+    host) is SourceUnreachable: at this point it came from a server's ``Location``
+    header, the task's own URLs having been validated already.
+    """
+    scheme, host, port = split_target(url)
+    if scheme not in ("http", "https"):
+        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"scheme {scheme!r} is not allowed")
     try:
         address = resolve(host, port, config.policy)
     except BlockedAddressError as exc:
@@ -79,9 +80,28 @@ def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
         ) from exc
     except OSError as exc:
         raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{host}: {exc}") from exc
-    if parts.scheme == "https":
+    if scheme == "https":
         return _PinnedHTTPSConnection(host, port, address, config.timeout, config.tls_context())
     return _PinnedHTTPConnection(host, port, address, config.timeout)
+
+
+def split_target(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of a URL; WorkerError(SourceUnreachable) when it has none."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise WorkerError(
+            ErrorCode.SOURCE_UNREACHABLE, f"invalid URL from the server: {exc}"
+        ) from exc
+    if not host:
+        raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, "invalid URL from the server: no host")
+    if "\x00" in url or any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise WorkerError(
+            ErrorCode.SOURCE_UNREACHABLE, "invalid URL from the server: control characters"
+        )
+    return parts.scheme, host, port
 
 
 def request_target(url: str) -> str:
@@ -136,7 +156,12 @@ def open_get(
             return conn, resp, url
         resp.close()
         conn.close()
-        url = urljoin(url, location)
+        try:
+            url = urljoin(url, location)
+        except ValueError as exc:
+            raise WorkerError(
+                ErrorCode.SOURCE_UNREACHABLE, f"invalid redirect from {redact_url(url)}: {exc}"
+            ) from exc
     raise WorkerError(
         ErrorCode.SOURCE_UNREACHABLE,
         f"more than {config.max_redirects} redirects (last: {redact_url(url)})",
