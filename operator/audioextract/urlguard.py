@@ -94,6 +94,9 @@ def resolve(host: str, port: int, policy: GuardPolicy) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise OSError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+    except (UnicodeError, ValueError) as exc:
+        # Not a host name at all (IDNA refuses it, a label is too long, a NUL byte).
+        raise OSError(f"cannot resolve {host!r}: not a valid host name") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         policy.check(address)
@@ -128,4 +131,6 @@ def redact_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    # A path starting with '//' would read back as a host.
+    path = "/" + parts.path.lstrip("/") if parts.path.startswith("//") else parts.path
+    return urlunsplit((parts.scheme, netloc, path, "", ""))

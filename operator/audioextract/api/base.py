@@ -34,6 +34,8 @@ class Model(BaseModel):
         extra="forbid",
         use_enum_values=True,
         validate_default=False,
+        # JSON allows Infinity and NaN in Python's parser; no field here means them.
+        allow_inf_nan=False,
     )
 
     def dump(self) -> dict[str, Any]:

@@ -62,7 +62,8 @@ def to_volume(
     target_dir = volumes.resolve(
         claim, directory, ErrorCode.OUTPUT_WRITE_FAILED, ErrorCode.INVALID_SPEC
     )
-    partial = target_dir / f".{filename}.partial-{secrets.token_hex(4)}"
+    # Not derived from the file name: a name near the 255-byte limit must still fit.
+    partial = target_dir / f".partial-{secrets.token_hex(8)}"
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         with path.open("rb") as src, partial.open("wb") as out:

@@ -10,7 +10,7 @@ import http.client
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from audioextract.api.constants import ErrorCode
 from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve
@@ -19,6 +19,7 @@ from audioextract.worker.log import redact_url
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "audio-extract-worker/0.1"
+_ASCII_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -107,7 +108,10 @@ def split_target(url: str) -> tuple[str, str, int]:
 def request_target(url: str) -> str:
     """Path and query of a URL, as sent on the request line."""
     parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # A Location header may carry raw non-ASCII (or spaces); send it percent-encoded,
+    # as browsers do, leaving what is already ASCII as it is.
+    return quote(target, safe=_ASCII_PRINTABLE)
 
 
 def network_error(exc: BaseException, url: str) -> WorkerError:

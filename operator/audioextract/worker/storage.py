@@ -32,11 +32,13 @@ class VolumeMap:
         """
         base = self.directory(claim)
         if not base.is_dir():
-            raise WorkerError(
-                missing, f"volume {claim!r} is not mounted (expected a directory at {base})"
-            )
-        real_base = base.resolve()
-        target = (base / (relative or "")).resolve()
+            raise WorkerError(missing, f"volume {claim!r} is not mounted")
+        try:
+            real_base = base.resolve()
+            target = (base / (relative or "")).resolve()
+        except (OSError, ValueError) as exc:
+            # A name too long for the file system, a NUL byte, a symlink loop.
+            raise WorkerError(escape, f"path {relative!r} in volume {claim!r}: {exc}") from exc
         if target != real_base and real_base not in target.parents:
             raise WorkerError(escape, f"path {relative!r} escapes volume {claim!r}")
         return target
