@@ -4,6 +4,8 @@ Every field is documented in docs/settings.md; nested values (the default destin
 resources, the webhook retry schedule) are JSON in the environment.
 """
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -65,6 +67,14 @@ class Settings(BaseSettings):
         default=None,
         description="CIDRs allowed although loopback/private, for sources and webhooks; passed to the worker.",
     )
+    source_private_networks: Literal["allow", "deny"] = Field(
+        default="allow",
+        description="Whether workers may connect to private ranges (sources, S3, PUT URLs); passed to the worker.",
+    )
+    webhook_private_networks: Literal["allow", "deny"] = Field(
+        default="deny",
+        description="Whether webhook delivery from the operator may connect to private ranges.",
+    )
     s3_credentials_secret: str | None = Field(
         default=None,
         description="Secret with AWS_* keys used when an S3 source or destination names none.",
@@ -95,6 +105,7 @@ class Settings(BaseSettings):
             temp_size_limit=self.temp_size_limit,
             start_grace_seconds=self.start_grace_seconds,
             allow_networks=self.allow_networks,
+            source_private_networks=self.source_private_networks,
             s3_credentials_secret=self.s3_credentials_secret,
             s3_endpoint=self.s3_endpoint,
             s3_region=self.s3_region,

@@ -75,12 +75,16 @@ def test_s3_credentials_from_secret_refs():
     assert (
         env["AUDIOEXTRACT_SOURCE_AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "src"
     )
-    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+    assert env["AUDIOEXTRACT_DESTINATION_AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "default-s3",
         "key": "AWS_SECRET_ACCESS_KEY",
         "optional": False,
     }
-    assert env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    token = env["AUDIOEXTRACT_DESTINATION_AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["optional"] is True
+    # Never the plain names (any AWS client would use them for every endpoint).
+    assert not any(name.startswith("AWS_ACCESS") or name.startswith("AWS_SECRET") for name in env)
+    assert env["AWS_EC2_METADATA_DISABLED"]["value"] == "true"
     assert all("value" not in e or "SECRET" not in e["name"] for e in env.values())
 
 

@@ -50,6 +50,7 @@ TERMINATION_LOG = "/dev/termination-log"
 ENV_TASK = "AUDIOEXTRACT_TASK"
 ENV_TEMP_DIR = "AUDIOEXTRACT_TEMP_DIR"
 ENV_ALLOW_NETWORKS = "AUDIOEXTRACT_ALLOW_NETWORKS"
+ENV_SOURCE_PRIVATE_NETWORKS = "AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS"
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 OPTIONAL_S3_KEYS = frozenset({"AWS_SESSION_TOKEN"})
 
@@ -68,6 +69,7 @@ class WorkerConfig:
     temp_size_limit: str | None = "2Gi"
     start_grace_seconds: int = 300
     allow_networks: str | None = None
+    source_private_networks: str = "allow"
     s3_credentials_secret: str | None = None
     s3_endpoint: str | None = None
     s3_region: str | None = None
@@ -121,6 +123,7 @@ def _env(task: Task, config: WorkerConfig) -> list[dict[str, Any]]:
     ]
     if config.allow_networks:
         env.append({"name": ENV_ALLOW_NETWORKS, "value": config.allow_networks})
+    env.append({"name": ENV_SOURCE_PRIVATE_NETWORKS, "value": config.source_private_networks})
     if config.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": config.s3_endpoint})
     if config.s3_region:
@@ -135,16 +138,15 @@ def _env(task: Task, config: WorkerConfig) -> list[dict[str, Any]]:
     dest_secret = None
     if dest is not None and dest.s3 is not None:
         dest_secret = _secret_name(dest.s3.credentials_secret, config.s3_credentials_secret)
-    # Each side's credentials under its own prefix, so source and destination may live
-    # in different accounts; the plain AWS_* names (what boto3 reads by itself) carry
-    # the destination's, else the source's.
+    # Each side's credentials under its own prefix only: the worker gives each S3
+    # client exactly its side's keys, and a tenant-chosen source endpoint never sees
+    # the destination's (no plain AWS_* names, which any AWS client would pick up).
     if source_secret:
         env += _secret_env("AUDIOEXTRACT_SOURCE_", source_secret)
     if dest_secret:
         env += _secret_env("AUDIOEXTRACT_DESTINATION_", dest_secret)
-    plain = dest_secret or source_secret
-    if plain:
-        env += _secret_env("", plain)
+    # No instance-metadata credentials either, even if the node would hand them out.
+    env.append({"name": "AWS_EC2_METADATA_DISABLED", "value": "true"})
     return env
 
 

@@ -27,13 +27,13 @@ from audioextract.worker.command import (
     parse_ebur128,
     plan_encode,
 )
-from audioextract.worker.destinations import deliver
+from audioextract.worker.destinations import check_destination, deliver
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, ProgressReporter, redact_url
 from audioextract.worker.net import NetConfig, open_get, status_error
 from audioextract.worker.proxy import GuardProxy
 from audioextract.worker.settings import WorkerSettings
-from audioextract.worker.storage import VolumeMap, parse_s3_url, s3_client
+from audioextract.worker.storage import Side, VolumeMap, parse_s3_url, s3_client
 
 PRESIGN_SECONDS = 3600
 RW_TIMEOUT_MARGIN = 10.0
@@ -77,6 +77,8 @@ def execute(
     workdir = Path(tempfile.mkdtemp(prefix="audioextract-", dir=settings.temp_dir))
     ctx = Context(task, settings, volumes, log, deadline, workdir)
     try:
+        assert task.output.destination is not None
+        check_destination(task.output.destination, volumes, ctx.net)
         with open_source(ctx) as source:
             info, duration = probe_source(ctx, source)
             local = encode(ctx, source, info, duration)
@@ -111,7 +113,13 @@ def open_source(ctx: Context) -> Iterator[Source]:
     if src.url.startswith("s3://"):
         bucket, key = parse_s3_url(src.url)
         s3 = src.s3
-        client = s3_client(s3.endpoint if s3 else None, s3.region if s3 else None)
+        client = s3_client(
+            s3.endpoint if s3 else None,
+            s3.region if s3 else None,
+            Side.SOURCE,
+            ctx.settings.policy,
+            ctx.settings.ca_file,
+        )
         url = presign_get(client, bucket, key)
         shown = src.url
     else:

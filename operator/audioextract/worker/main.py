@@ -34,7 +34,7 @@ _QUERY = re.compile(r"\?[^\s'\"]*")
 # What a user must not see in a message: the guard proxy's loopback URL (its path is
 # a capability token) and local paths (the scratch directory, volume mounts).
 _INTERNAL = (
-    (re.compile(r"https?://127\.0\.0\.1:\d+/[\w-]+"), "<source>"),
+    (re.compile(r"http://127\.0\.0\.1:\d+/[\w-]{22}(?![\w/-])"), "<source>"),
     (re.compile(r"(?:file:)?/[^\s'\":]*audioextract-[^\s'\":/]+(?:/[^\s'\":]*)?"), "<temp>"),
     (re.compile(r"file:[^\s'\"]+"), "<file>"),
     (re.compile(r"(?<![\w.])/(?:tmp|volumes)/[^\s'\":]*"), "<path>"),
@@ -145,6 +145,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one task; returns the exit code for the Job's podFailurePolicy."""
     started = time.monotonic()
+    # S3 clients get explicit credentials or none; this keeps boto3 away from the
+    # instance metadata service even on a path that forgot to (docs/worker.md).
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     log = JsonLogger(job="-")
     signal.signal(signal.SIGTERM, _on_sigterm)
     outcome: JobResult | JobError
