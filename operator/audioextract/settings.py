@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from audioextract.api.constants import MAX_JOBS_PER_BATCH
 from audioextract.api.spec import Destination
 from audioextract.reconcile.manifest import WorkerConfig
+from audioextract.reconcile.resources import ResourceBounds
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,22 @@ class Settings(BaseSettings):
     default_limits: dict[str, str] = Field(
         default_factory=lambda: {"memory": "1Gi"},
         description="Worker resource limits when a job sets none (JSON).",
+    )
+    min_requests: dict[str, str] = Field(
+        default_factory=dict,
+        description="Smallest worker requests a job may ask for (JSON); none by default.",
+    )
+    max_requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "8", "memory": "16Gi"},
+        description="Largest worker requests a job may ask for (JSON).",
+    )
+    max_limits: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "16", "memory": "32Gi"},
+        description="Largest worker limits a job may ask for (JSON).",
+    )
+    required_limits: list[str] = Field(
+        default_factory=lambda: ["memory"],
+        description="Resources every worker must have a limit for (JSON list).",
     )
     temp_size_limit: str | None = Field(
         default="2Gi", description="sizeLimit of the worker's /tmp emptyDir."
@@ -109,4 +126,10 @@ class Settings(BaseSettings):
             s3_credentials_secret=self.s3_credentials_secret,
             s3_endpoint=self.s3_endpoint,
             s3_region=self.s3_region,
+            bounds=ResourceBounds(
+                min_requests=dict(self.min_requests),
+                max_requests=dict(self.max_requests),
+                max_limits=dict(self.max_limits),
+                required_limits=tuple(self.required_limits),
+            ),
         )
