@@ -1,4 +1,4 @@
-"""Bounds on the worker's resources: what a job may ask for (docs/operator.md).
+"""Bounds on the worker's resources: what a job may ask for (docs/install.md).
 
 The operator's settings give a minimum for requests, maxima for requests and
 limits, and the resources that must be limited at all (memory by default: a job
