@@ -145,3 +145,18 @@ def test_task_in_a_secret_not_in_the_environment():
     assert json.loads(secret["stringData"]["task.json"])["source"]["url"].endswith("topsecret")
     owner = secret["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("ExtractionJob", "uid", False)
+
+
+def test_output_limit_follows_the_temp_volume():
+    env = {
+        e["name"]: e for e in container(build({"source": {"url": "https://e.com/a.mp4"}}))["env"]
+    }
+    limit = int(env["AUDIOEXTRACT_MAX_OUTPUT_BYTES"]["value"])
+    temp = next(
+        v
+        for v in build({"source": {"url": "https://e.com/a.mp4"}})["spec"]["template"]["spec"][
+            "volumes"
+        ]
+        if v["name"] == "tmp"
+    )
+    assert temp["emptyDir"]["sizeLimit"] == "2Gi" and limit == 2**30

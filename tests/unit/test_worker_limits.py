@@ -37,9 +37,11 @@ def test_explicit_bitrate_raises_the_lossy_limit() -> None:
     assert _limit(Output(format=Format.AAC, bitrate="2000k")) > 2_000_000 / 8 * HOUR
 
 
-def test_configured_size_wins() -> None:
+def test_configured_size_caps_the_derived_one() -> None:
     plan = plan_encode(Output(format=Format.WAV), STEREO_48K)
     assert limits.for_encode(HOUR, 1234, plan, STEREO_48K, None).max_output_bytes == 1234
+    derived = limits.for_encode(HOUR, None, plan, STEREO_48K, None).max_output_bytes
+    assert limits.for_encode(HOUR, 10**15, plan, STEREO_48K, None).max_output_bytes == derived
 
 
 def test_options_go_before_the_output() -> None:

@@ -17,6 +17,7 @@ Decisions, documented in docs/operator.md:
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from audioextract.api.constants import (
@@ -41,7 +42,7 @@ from audioextract.reconcile.names import (
     MANAGED_BY,
     short_hash,
 )
-from audioextract.reconcile.resources import ResourceBounds
+from audioextract.reconcile.resources import ResourceBounds, parse_quantity
 
 CONTAINER = "worker"
 WORKER_UID = 65532
@@ -54,6 +55,9 @@ TASK_KEY = "task.json"
 ENV_TEMP_DIR = "AUDIOEXTRACT_TEMP_DIR"
 ENV_ALLOW_NETWORKS = "AUDIOEXTRACT_ALLOW_NETWORKS"
 ENV_SOURCE_PRIVATE_NETWORKS = "AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS"
+ENV_MAX_OUTPUT_BYTES = "AUDIOEXTRACT_MAX_OUTPUT_BYTES"
+# Share of the temp emptyDir the output may take; the rest is for a downloaded source.
+TEMP_OUTPUT_SHARE = "0.5"
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 OPTIONAL_S3_KEYS = frozenset({"AWS_SESSION_TOKEN"})
 
@@ -157,6 +161,11 @@ def _env(task: Task, config: WorkerConfig, task_in_env: bool) -> list[dict[str, 
         env.insert(0, {"name": ENV_TASK, "value": task_json(task)})
     if config.allow_networks:
         env.append({"name": ENV_ALLOW_NETWORKS, "value": config.allow_networks})
+    if config.temp_size_limit:
+        # The output must fit the temp emptyDir with room to spare: over its sizeLimit
+        # the kubelet evicts the Pod, and an eviction is retried without counting.
+        limit = int(parse_quantity(config.temp_size_limit) * Decimal(TEMP_OUTPUT_SHARE))
+        env.append({"name": ENV_MAX_OUTPUT_BYTES, "value": str(limit)})
     env.append({"name": ENV_SOURCE_PRIVATE_NETWORKS, "value": config.source_private_networks})
     if config.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": config.s3_endpoint})

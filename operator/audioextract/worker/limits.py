@@ -15,7 +15,8 @@ and the temp directory never holds more than the limit.
 
 The default output limit follows from the format and the media-seconds limit: the
 most bytes per second the planned encode can produce, times the limit
-(:func:`default_max_output_bytes`); ``AUDIOEXTRACT_MAX_OUTPUT_BYTES`` overrides it.
+(:func:`default_max_output_bytes`); ``AUDIOEXTRACT_MAX_OUTPUT_BYTES`` caps it (the
+operator sets it to half the temp emptyDir's size limit).
 """
 
 from collections.abc import Callable
@@ -131,6 +132,8 @@ def for_encode(
     info: AudioInfo,
     bitrate: str | None,
 ) -> Limits:
-    """The limits of an encode: the configured output size, else the derived default."""
-    size = max_output_bytes or default_max_output_bytes(max_seconds, plan, info, bitrate)
+    """The limits of an encode: the derived output size, capped by the configured one."""
+    size = default_max_output_bytes(max_seconds, plan, info, bitrate)
+    if max_output_bytes:
+        size = min(size, max_output_bytes)
     return Limits(max_seconds=max_seconds, max_output_bytes=size)
