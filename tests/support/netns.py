@@ -5,6 +5,7 @@ namespace and its /etc/netns/NAME directory (resolv.conf and hosts that
 ``ip netns exec`` mounts over /etc) are removed afterwards.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ def namespace(resolver: str) -> Iterator[str]:
         pytest.skip(reason)
     name = f"ae-test-{os.getpid()}"
     etc = Path("/etc/netns") / name
+    created_parent = not etc.parent.exists()
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
@@ -41,6 +43,9 @@ def namespace(resolver: str) -> Iterator[str]:
         yield name
     finally:
         shutil.rmtree(etc, ignore_errors=True)
+        if created_parent:
+            with contextlib.suppress(OSError):
+                etc.parent.rmdir()
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
