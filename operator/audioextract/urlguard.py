@@ -164,6 +164,15 @@ def resolve(host: str, port: int, policy: GuardPolicy) -> str:
     Every address the name resolves to must pass: a name that mixes public and
     internal addresses is refused rather than raced.
     """
+    return resolve_all(host, port, policy)[0]
+
+
+def resolve_all(host: str, port: int, policy: GuardPolicy) -> list[str]:
+    """Resolve ``host`` once; every address, all checked, in the resolver's order.
+
+    Callers try them in order (an unreachable IPv6 address before a working IPv4
+    one is common) and never resolve again.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -174,7 +183,7 @@ def resolve(host: str, port: int, policy: GuardPolicy) -> str:
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         policy.check(address)
-    return addresses[0]
+    return addresses
 
 
 def check_url(

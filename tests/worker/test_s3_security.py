@@ -2,6 +2,7 @@
 pinned to the address the guard checked, the destination is checked before any download."""
 
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from audioextract.urlguard import GuardPolicy, parse_networks
 from audioextract.worker.storage import GuardRefusalError, Side, guard_refusal, s3_client
 from tests.support import s3
-from tests.support.http_server import MediaServer
+from tests.support.http_server import MediaServer, serve_tls
 from tests.worker.conftest import RunWorker, media
 
 SOURCE_KEYS = {
@@ -157,3 +158,46 @@ def test_refusal_is_unwrapped_from_botocore(s3_endpoint: str) -> None:
     with pytest.raises(Exception) as info:
         client.list_buckets()
     assert isinstance(guard_refusal(info.value), GuardRefusalError)
+
+
+def _cert_for(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate naming only the DNS name ``name`` (no IP address)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize(("cert_name", "verified"), [("localhost", True), ("other.test", False)])
+def test_pinned_tls_is_verified_against_the_host_name(
+    tmp_path: Path, media_files: dict[str, Path], cert_name: str, verified: bool
+) -> None:
+    """The connection goes to the pinned 127.0.0.1, but TLS checks the name ``localhost``.
+
+    The certificate names only ``localhost`` (no IP address), so a check against the
+    pinned address would fail; one naming another host must fail.
+    """
+    from botocore.exceptions import SSLError
+
+    cert, key = _cert_for(tmp_path / cert_name, cert_name)
+    root = next(iter(media_files.values())).parent
+    policy = GuardPolicy(allow_networks=parse_networks("127.0.0.0/8,::1/128"))
+    with serve_tls(root, cert, key) as server:
+        port = server.server_address[1]
+        client = s3_client(f"https://localhost:{port}", "us-east-1", Side.SOURCE, policy, str(cert))
+        if verified:
+            # Path-style GET /range/av.mp4: the media server answers with the file.
+            body = client.get_object(Bucket="range", Key="av.mp4")["Body"].read()
+            assert body == media_files["av.mp4"].read_bytes()
+        else:
+            with pytest.raises(SSLError, match=r"doesn't match 'other\.test'"):
+                client.get_object(Bucket="range", Key="av.mp4")
+            assert not server.requests

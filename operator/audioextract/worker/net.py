@@ -1,6 +1,6 @@
 """HTTP with the URL guard enforced on every connection.
 
-Each hop's host is resolved once (:func:`audioextract.urlguard.resolve`), checked,
+Each hop's host is resolved once (:func:`audioextract.urlguard.resolve_all`), checked,
 and the connection goes to exactly that address, so a DNS answer cannot change
 between the check and the connect. Redirects are followed here, hop by hop, each
 hop checked again; TLS is verified against the system store or a CA file.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 from audioextract.api.constants import ErrorCode
-from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve
+from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve_all
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import redact_url
 
@@ -22,26 +22,38 @@ USER_AGENT = "audio-extract-worker/0.1"
 _ASCII_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
+def connect_first(addresses: list[str], port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` (all already checked) that answers."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
-        self._address = address
+        self._addresses = addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = connect_first(self._addresses, self.port, self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(
-        self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext
+        self, host: str, port: int, addresses: list[str], timeout: float, context: ssl.SSLContext
     ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
-        self._address = address
+        self._addresses = addresses
         self._ctx = context
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = connect_first(self._addresses, self.port, self.timeout)
         # SNI and certificate checks use the URL's host name, not the pinned address.
         self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
 
@@ -74,7 +86,7 @@ def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
     if scheme not in ("http", "https"):
         raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"scheme {scheme!r} is not allowed")
     try:
-        address = resolve(host, port, config.policy)
+        addresses = resolve_all(host, port, config.policy)
     except BlockedAddressError as exc:
         raise WorkerError(
             ErrorCode.SOURCE_FORBIDDEN, f"{host}: blocked by the URL guard: {exc}"
@@ -82,8 +94,8 @@ def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
     except OSError as exc:
         raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{host}: {exc}") from exc
     if scheme == "https":
-        return _PinnedHTTPSConnection(host, port, address, config.timeout, config.tls_context())
-    return _PinnedHTTPConnection(host, port, address, config.timeout)
+        return _PinnedHTTPSConnection(host, port, addresses, config.timeout, config.tls_context())
+    return _PinnedHTTPConnection(host, port, addresses, config.timeout)
 
 
 def split_target(url: str) -> tuple[str, str, int]:

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from audioextract.api.constants import ErrorCode
-from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve
+from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve_all
 from audioextract.worker.errors import WorkerError
 
 DEFAULT_REGION = "us-east-1"
@@ -92,7 +92,7 @@ def credentials_for(side: Side, env: Mapping[str, str] | None = None) -> dict[st
 def _pinned_connection(base: type, policy: GuardPolicy) -> type:
     """A botocore connection class that connects only to an address the guard approved.
 
-    Each new connection resolves its host once with :func:`audioextract.urlguard.resolve`,
+    Each new connection resolves its host once with :func:`audioextract.urlguard.resolve_all`,
     which checks every answer, and connects to exactly that address; the host name
     stays the connection's ``host``, so TLS (SNI and certificate checks) and the signed
     Host header use it. A DNS answer that changes between the check and the connect
@@ -103,22 +103,26 @@ def _pinned_connection(base: type, policy: GuardPolicy) -> type:
 
     def _new_conn(self: Any) -> socket.socket:
         try:
-            address = resolve(self.host, self.port, policy)
+            addresses = resolve_all(self.host, self.port, policy)
         except BlockedAddressError as exc:
             # Not a urllib3 error: botocore must not retry it as a network failure.
             raise GuardRefusalError(f"{self.host}: blocked by the URL guard: {exc}") from exc
         except OSError as exc:
             raise NewConnectionError(self, f"{exc}") from exc
-        try:
-            sock: socket.socket = connection.create_connection(
-                (address, self.port),
-                self.timeout,
-                source_address=self.source_address,
-                socket_options=self.socket_options,
-            )
-        except OSError as exc:
-            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
-        return sock
+        error: OSError | None = None
+        for address in addresses:  # all checked; the first that answers
+            try:
+                sock: socket.socket = connection.create_connection(
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+            except OSError as exc:
+                error = exc
+                continue
+            return sock
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")
 
     return type(f"Pinned{base.__name__}", (base,), {"_new_conn": _new_conn})
 
