@@ -63,6 +63,7 @@ ALWAYS_BLOCKED: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("fd20:ce::254/128"),  # GCP metadata over IPv6
     ipaddress.ip_network("168.63.129.16/32"),  # Azure WireServer
     ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata
+    ipaddress.ip_network("192.0.0.192/32"),  # Oracle Cloud metadata (legacy address)
 )
 # Private for the guard: what ipaddress calls private, plus carrier-grade NAT space
 # (used for Pod and Service ranges by some clusters and overlay networks).

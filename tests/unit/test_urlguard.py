@@ -72,6 +72,7 @@ def test_check_url_resolves_and_pins() -> None:
         "fd20:ce::254",  # GCP metadata over IPv6
         "fd00:ec2::23",  # EKS Pod Identity
         "168.63.129.16",  # Azure WireServer
+        "192.0.0.192",  # Oracle Cloud (legacy)
         "::ffff:168.63.129.16",
         "64:ff9b::a9fe:a9fe",  # 169.254.169.254 through NAT64
         "2002:a9fe:a9fe::1",  # ... and through 6to4
