@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         default="allow",
         description="Whether workers may connect to private ranges (sources, S3, PUT URLs); passed to the worker.",
     )
+    deny_private_networks: bool = Field(
+        default=False,
+        description="Older switch: true refuses private ranges for workers and webhooks alike.",
+    )
     webhook_private_networks: Literal["allow", "deny"] = Field(
         default="deny",
         description="Whether webhook delivery from the operator may connect to private ranges.",
@@ -122,7 +126,9 @@ class Settings(BaseSettings):
             temp_size_limit=self.temp_size_limit,
             start_grace_seconds=self.start_grace_seconds,
             allow_networks=self.allow_networks,
-            source_private_networks=self.source_private_networks,
+            source_private_networks=(
+                "deny" if self.deny_private_networks else self.source_private_networks
+            ),
             s3_credentials_secret=self.s3_credentials_secret,
             s3_endpoint=self.s3_endpoint,
             s3_region=self.s3_region,

@@ -73,3 +73,12 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     config = Settings().worker_config()
     with pytest.raises(ResourceBoundsError, match="above the operator's maximum of 2Gi"):
         check_resources(_spec({"limits": {"memory": "3Gi"}}), config)
+
+
+def test_private_network_settings_reach_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().worker_config().source_private_networks == "allow"
+    monkeypatch.setenv("AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS", "deny")
+    assert Settings().worker_config().source_private_networks == "deny"
+    monkeypatch.setenv("AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS", "allow")
+    monkeypatch.setenv("AUDIOEXTRACT_DENY_PRIVATE_NETWORKS", "true")
+    assert Settings().worker_config().source_private_networks == "deny"
