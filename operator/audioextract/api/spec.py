@@ -219,7 +219,8 @@ class S3Destination(S3Options):
     )
     prefix: str | None = Field(
         default=None,
-        max_length=1024,
+        # An S3 key has at most 1024 bytes; the file name appended takes up to 255.
+        max_length=768,
         pattern=rf"^[^/\s{CONTROL}][^\s{CONTROL}]*$",
         description="Key prefix; the output's filename is appended. Default: none.",
     )
