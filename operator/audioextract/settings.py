@@ -6,7 +6,7 @@ resources, the webhook retry schedule) are JSON in the environment.
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audioextract.api.constants import MAX_JOBS_PER_BATCH
@@ -115,6 +115,15 @@ class Settings(BaseSettings):
     pod_name: str | None = Field(
         default=None, description="This instance's identity in the Lease (set from the Pod name)."
     )
+
+    @model_validator(mode="after")
+    def _defaults_within_bounds(self) -> "Settings":
+        # Otherwise every job that sets no resources would fail with InvalidSpec.
+        try:
+            self.worker_config().bounds.check(self.default_requests, self.default_limits)
+        except ValueError as exc:
+            raise ValueError(f"AUDIOEXTRACT_DEFAULT_REQUESTS/LIMITS: {exc}") from exc
+        return self
 
     def worker_config(self) -> WorkerConfig:
         """The part of the settings that shapes worker Jobs."""

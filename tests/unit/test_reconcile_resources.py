@@ -82,3 +82,9 @@ def test_private_network_settings_reach_the_worker(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS", "allow")
     monkeypatch.setenv("AUDIOEXTRACT_DENY_PRIVATE_NETWORKS", "true")
     assert Settings().worker_config().source_private_networks == "deny"
+
+
+def test_defaults_outside_the_bounds_are_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIOEXTRACT_DEFAULT_LIMITS", "{}")
+    with pytest.raises(ValueError, match="AUDIOEXTRACT_DEFAULT_REQUESTS/LIMITS"):
+        Settings()
