@@ -4,7 +4,8 @@ Called by the Dispatcher before each ``job.completed`` attempt; the link is sent
 never stored, so it is made anew (with a fresh validity) for every attempt. The
 destination is resolved as the worker's was (the job's own, else the operator's
 default), and signed with the same credentials the worker got: the destination's
-Secret, else the operator's configured one, else boto3's own chain.
+Secret, else the operator's configured one, else the operator's own ``AWS_*``
+environment; with none there is no link.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from audioextract.handlers.kube import Kube
 from audioextract.reconcile.manifest import OPTIONAL_S3_KEYS, S3_KEYS
 from audioextract.settings import Settings
 from audioextract.webhooks import Event
-from audioextract.worker.storage import download_url
+from audioextract.worker.storage import Side, credentials_for, download_url
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
 
@@ -65,10 +66,14 @@ class DownloadLinks:
     async def _credentials(self, namespace: str, name: str) -> dict[str, str]:
         secret: dict[str, Any] = await self.kube.read_secret(namespace, name)
         data = secret.get("data") or {}
-        out: dict[str, str] = {}
+        keys: dict[str, str] = {}
         for key in S3_KEYS:
             if key in data:
-                out[key] = base64.b64decode(data[key]).decode()
+                keys[key] = base64.b64decode(data[key]).decode()
             elif key not in OPTIONAL_S3_KEYS:
                 raise ValueError(f"Secret {name} has no key {key}")
-        return out
+        # The Secret's keys read as the worker reads its environment.
+        creds = credentials_for(Side.DESTINATION, keys)
+        if creds is None:
+            raise ValueError(f"Secret {name} has empty AWS keys")
+        return creds

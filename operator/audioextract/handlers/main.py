@@ -119,9 +119,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = "_".join(str(part) for part in err.get("loc", ())).upper()
-        print(f"audio-extract operator: AUDIOEXTRACT_{field}: {err['msg']}", file=sys.stderr)
+        print(f"audio-extract operator: {_setting_error(exc)}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, args.verbose)
     if not args.verbose:
@@ -134,3 +132,11 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     return 0
+
+
+def _setting_error(exc: ValidationError) -> str:
+    """The first error, naming the environment variable (a cross-field check names its own)."""
+    err = exc.errors()[0]
+    loc = "_".join(str(part) for part in err.get("loc", ()))
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"AUDIOEXTRACT_{loc.upper()}: {message}" if loc else message
