@@ -211,6 +211,11 @@ def test_delivery_outcome_labels_are_the_dispatchers_verdicts() -> None:
         ({"AUDIOEXTRACT_METRICS_PORT": "taken"}, "AUDIOEXTRACT_METRICS_PORT: cannot listen on"),
         ({"AUDIOEXTRACT_LOG_FORMAT": "xml"}, "AUDIOEXTRACT_LOG_FORMAT: Input should be"),
         ({"AUDIOEXTRACT_METRICS_PORT": "70000"}, "AUDIOEXTRACT_METRICS_PORT: Input should be"),
+        # A cross-field check names its own variables.
+        (
+            {"AUDIOEXTRACT_DEFAULT_LIMITS": '{"memory": "64Gi"}'},
+            "audio-extract operator: AUDIOEXTRACT_DEFAULT_REQUESTS/LIMITS: ",
+        ),
     ],
 )
 def test_operator_refuses_bad_metrics_and_log_settings_with_exit_2(
