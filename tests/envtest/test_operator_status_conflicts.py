@@ -217,7 +217,8 @@ def test_operator_status_survives_a_second_guarded_writer(
     for entry in st["jobs"]:
         ej = get(custom, namespace, "extractionjobs", entry["extractionJob"])
         assert entry["phase"] == ej["status"]["phase"] == "Succeeded"
-        assert entry["uri"] == ej["status"]["result"]["uri"]
+        assert entry["result"]["uri"] == ej["status"]["result"]["uri"]
+        assert entry["result"]["sizeBytes"] == ej["status"]["result"]["sizeBytes"]
     assert sorted(e["name"] for e in st["jobs"]) == list(JOBS)
     conds = {c["type"]: c["status"] for c in st["conditions"]}
     assert conds["Ready"] == "True" and conds["Complete"] == "True"

@@ -5,12 +5,11 @@ namespace ``default``) against a fresh emulator (tests/support/kube_emulator.py)
 asserts what the operator ends up writing there, that it is still running, and that
 it stops cleanly. Real API semantics are the envtest tier's job; here only resilience.
 
-The operator's resync timer is 300 s (tests/support/operator_run.py), so every pass
+The operator's resync timer is 300 s (tests/support/operator_run.py), so every reconcile
 that heals a fault was started by a watch event or by the operator's own retry of a
 failed pass, never by the timer.
 """
 
-import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -130,7 +129,9 @@ def test_transient_errors_are_retried_until_converged(
     emulator: EmulatorThread, operator: OperatorRun
 ) -> None:
     faults = [
-        Fault("GET", f"{API}/extractionjobs$", status=503, reason="ServiceUnavailable", times=1),
+        # The operator reads from its watch-fed cache and lists nothing; its Batch status
+        # write meets a conflict instead, and re-reads the Batch to recompute.
+        Fault("PATCH", f"{API}/batches/[^/]+/status$", status=409, reason="Conflict", times=1),
         Fault("POST", f"{API}/extractionjobs$", status=500, reason="InternalError", times=2),
         Fault("POST", f"{JOBS_API}$", status=429, reason="TooManyRequests", retry_after=1, times=2),
         Fault(
@@ -150,20 +151,27 @@ def test_transient_errors_are_retried_until_converged(
 
     assert [f.hits for f in faults] == [f.times for f in faults], "every fault was hit"
     assert_created_once(emulator, "ep1", "intro", "interview", "outro")
-    # After a 429 with Retry-After: 1 the operator waits before it tries again.
+    # After a 429 with Retry-After: 1 the operator waits before it tries that create
+    # again (other creates already in flight at that moment are not recalled).
     log = emulator.served()
     job_posts = operator_calls(log, "POST", JOBS_API)
-    for before, after in itertools.pairwise(job_posts):
-        if before.status == 429:
-            assert after.at - before.at >= 0.9, "Retry-After was not honoured"
+    throttled = [p for p in job_posts if p.status == 429]
+    assert len(throttled) == 2
+    for before in throttled:
+        retry = next(p for p in job_posts if p.name == before.name and p.at > before.at)
+        assert retry.at - before.at >= 0.9, "Retry-After was not honoured"
+    # The 409 made the operator read the Batch again (its only GET) and write once more.
+    assert operator_calls(log, "GET", f"{API}/batches/ep1")
 
 
 def test_hanging_calls_time_out_and_later_passes_reconcile(
     emulator: EmulatorThread, operator: OperatorRun
 ) -> None:
-    # A list and a status write that never answer (until the test ends): the operator's
-    # client timeout (1 s here) must give up on them, or its loop would stall for good.
-    hang_list = emulator.add_fault(Fault("GET", f"{API}/extractionjobs$", delay=600, times=1))
+    # Two writes that never answer (until the test ends): the operator's client timeout
+    # (1 s here) must give up on them, or their workers would stall for good.
+    hang_list = emulator.add_fault(
+        Fault("PATCH", f"{API}/extractionjobs/slow-a/status$", delay=600, times=1)
+    )
     hang_patch = emulator.add_fault(
         Fault("PATCH", f"{API}/batches/slow/status$", delay=600, times=1)
     )

@@ -1,10 +1,10 @@
 """Webhook delivery for Batches and standalone ExtractionJobs, off the reconcile path.
 
-Which events are owed is derived on every pass from the observed state
+Which events are owed is derived by every reconcile's plan from the observed state
 (:func:`audioextract.webhooks.owed_events`); delivery runs in background tasks, one
 per owner at a time, so a slow or dead receiver never delays reconciling and never
 blocks a Batch from finishing. A task's outcome is kept in memory and written into
-``status.webhook`` by the next pass, so the Batch's (or ExtractionJob's) status keeps
+``status.webhook`` by the owner's next reconcile, so the Batch's (or ExtractionJob's) status keeps
 one writer. What was delivered but not yet persisted when the operator stops is sent
 again after the restart, with the same ``webhook-id`` (at-least-once).
 """
@@ -32,9 +32,12 @@ class Notifier:
     """Owns the Dispatcher, the per-owner delivery tasks and their unsaved outcomes."""
 
     def __init__(
-        self, kube: Kube, wake: Callable[[], None], dispatcher: Dispatcher | None = None
+        self, kube: Kube, wake: Callable[[Owner], None], dispatcher: Dispatcher | None = None
     ) -> None:
-        """Deliver with ``dispatcher`` (configured from AUDIOEXTRACT_WEBHOOK_*); ``wake`` asks for a pass."""
+        """Deliver with ``dispatcher`` (configured from AUDIOEXTRACT_WEBHOOK_*).
+
+        ``wake`` asks for a reconcile of the owner once a delivery task ends.
+        """
         self.kube = kube
         self.wake = wake
         self.dispatcher = dispatcher or Dispatcher(DeliveryConfig.from_env())
@@ -51,6 +54,10 @@ class Notifier:
     def owed(self, snapshot: Snapshot, webhook: Webhook) -> list[Event]:
         """Events the snapshot owes to the webhook."""
         return owed_events(snapshot, webhook.events)
+
+    def unsaved(self, uid: str) -> WebhookStatus | None:
+        """Delivery outcomes for ``uid`` not yet written into its status (memory only)."""
+        return self._unsaved.get(uid)
 
     def saved(self, uid: str, written: WebhookStatus) -> None:
         """Forget an outcome once the status that contains it has been written."""
@@ -114,7 +121,7 @@ class Notifier:
             log.warning("webhook delivery for %s/%s: %s", owner.namespace, owner.name, exc)
             self._unsaved[owner.uid] = state.note_error(current, f"webhook delivery: {exc}")
         finally:
-            self.wake()
+            self.wake(owner)
 
     async def close(self) -> None:
         """Stop the running delivery tasks (their events are resent after a restart)."""

@@ -1,5 +1,6 @@
 """The ExtractionJobs a Batch should have (DESIGN §3, step 1)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,7 @@ def desired_children(batch: BatchRef, spec: BatchSpec) -> list[dict[str, Any]]:
     return out
 
 
-def is_owned_by(obj: dict[str, Any], uid: str) -> bool:
+def is_owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     """Whether ``obj`` has a controller owner reference to the object with ``uid``.
 
     Label selectors narrow lists server-side; this check makes sure a look-alike
