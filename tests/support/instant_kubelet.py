@@ -2,7 +2,8 @@
 
 For tests of the operator's control loop at scale on the real control plane, where
 running ffmpeg 1,000 times would only measure ffmpeg. Like the scheduler it binds each
-new Pod to a Node (``pods/binding``), then, like a kubelet, reports it ``Succeeded``
+new Pod to its own Node (registered Ready, so the Pod garbage collector does not take
+the Pods of a Node that does not exist; ``pods/binding``), then, like a kubelet, reports it ``Succeeded``
 with the worker container ``terminated`` (exit 0) and a result JSON in the termination
 message, as the worker writes it. The real Job controller then completes the Job.
 
@@ -22,8 +23,6 @@ from typing import Any
 import kubernetes.client
 import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
-
-NODE = "instant-node"
 
 
 def result_for(job_name: str) -> dict[str, Any]:
@@ -47,6 +46,7 @@ class InstantKubelet:
     def __init__(self, api_client: kubernetes.client.ApiClient, namespace: str, threads: int = 8):
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.namespace = namespace
+        self.node = f"instant-{namespace}"[:63]
         self.completed: set[str] = set()
         self.errors: list[str] = []
         self._seen: set[str] = set()
@@ -85,7 +85,7 @@ class InstantKubelet:
                     self.namespace,
                     {
                         "metadata": {"name": name},
-                        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+                        "target": {"apiVersion": "v1", "kind": "Node", "name": self.node},
                     },
                     _preload_content=False,
                 )
@@ -132,7 +132,25 @@ class InstantKubelet:
         with self._lock:
             self.completed.add(name)
 
+    def _register_node(self) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        capacity = {"cpu": "64", "memory": "256Gi", "pods": "5000"}
+        self.core.create_node(
+            {
+                "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}},
+                "status": {"capacity": capacity, "allocatable": capacity, "conditions": [ready]},
+            }
+        )
+
     def __enter__(self) -> InstantKubelet:
+        self._register_node()
         self._thread.start()
         return self
 
@@ -141,3 +159,8 @@ class InstantKubelet:
         self._watch.stop()  # type: ignore[no-untyped-call]
         self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.core.delete_node(self.node)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -25,6 +25,9 @@ from audioextract.webhooks.signing import InvalidSecretError
 
 log = logging.getLogger(__name__)
 
+# After a delivery task failed as a whole (no Secret, an API error): retry after this, doubling.
+ERROR_RETRY_SECONDS = 2.0
+ERROR_RETRY_MAX_SECONDS = 300.0
 DEFAULT_SECRET_KEY = "secret"  # noqa: S105 - the name of a key in a Secret, not a password
 
 
@@ -43,6 +46,8 @@ class Notifier:
         self.dispatcher = dispatcher or Dispatcher(DeliveryConfig.from_env())
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._unsaved: dict[str, WebhookStatus] = {}
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
 
     def status(
         self, uid: str, persisted: WebhookStatus | None, owed: Sequence[Event]
@@ -79,6 +84,8 @@ class Notifier:
         task = self._tasks.get(owner.uid)
         if task is not None and not task.done():
             return
+        if asyncio.get_running_loop().time() < self._retry_at.get(owner.uid, 0.0):
+            return
         self._tasks[owner.uid] = asyncio.create_task(
             self._deliver(owner, obj, webhook, list(owed), current)
         )
@@ -105,8 +112,10 @@ class Notifier:
                 endpoint = await self._endpoint(owner, webhook)
             except (InvalidSecretError, ValueError) as exc:
                 self._unsaved[owner.uid] = state.note_error(current, f"webhook secret: {exc}")
+                self._back_off(owner)
                 return
             report = await self.dispatcher.deliver_pending(owner.uid, endpoint, owed, current)
+            self._failures.pop(owner.uid, None)
             self._unsaved[owner.uid] = report.status
             for failure in report.failures:
                 await events.post(
@@ -117,11 +126,25 @@ class Notifier:
                     f"{failure.event_type} {failure.event_id} to {failure.url}: {failure.error}",
                 )
         except Exception as exc:
-            # Secret not found, API errors: keep the reason in status, try again next pass.
+            # Secret not found, API errors: keep the reason in status, try again later.
             log.warning("webhook delivery for %s/%s: %s", owner.namespace, owner.name, exc)
             self._unsaved[owner.uid] = state.note_error(current, f"webhook delivery: {exc}")
+            self._back_off(owner)
         finally:
             self.wake(owner)
+
+    def _back_off(self, owner: Owner) -> None:
+        """No new delivery task for ``owner`` for a while (doubling); then wake it again.
+
+        A missing Secret or a refused read would otherwise start a task on every
+        reconcile that the task's own end triggers: a loop at the API server's pace.
+        """
+        failures = self._failures.get(owner.uid, 0)
+        self._failures[owner.uid] = failures + 1
+        delay = min(ERROR_RETRY_MAX_SECONDS, ERROR_RETRY_SECONDS * 2**failures)
+        loop = asyncio.get_running_loop()
+        self._retry_at[owner.uid] = loop.time() + delay
+        loop.call_later(delay, self.wake, owner)
 
     async def close(self) -> None:
         """Stop the running delivery tasks (their events are resent after a restart)."""
