@@ -10,7 +10,9 @@ that heals a fault was started by a watch event or by the operator's own retry o
 failed pass, never by the timer.
 """
 
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -251,3 +253,60 @@ def test_one_batch_failing_forever_does_not_stop_the_others(
     wait_reconciled(emulator, operator, "newcomer", "w")
     assert_created_once(emulator, "healthy", "y", "z")
     assert_created_once(emulator, "newcomer", "w")
+
+
+def patch_as_user(em: EmulatorThread, path: str, body: dict[str, Any]) -> None:
+    """A merge patch by another client (the Job controller, here), not faulted."""
+    req = urllib.request.Request(
+        f"{em.url}{path}",
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/merge-patch+json", "User-Agent": "test-user"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+def test_watch_expiry_mid_run_heals(emulator: EmulatorThread, operator: OperatorRun) -> None:
+    emulator.create(BATCHES, batch("mid", "a", "b"))
+    wait_reconciled(emulator, operator, "mid", "a", "b")
+    lists_before = len(
+        [s for s in emulator.served() if s.agent.startswith("kopf") and s.path == JOBS_API]
+    )
+    dropped = [
+        emulator.run(lambda em, p=p: em.drop_watches(p, gone=True)) for p in (BATCHES, EJS, JOBS)
+    ]
+    assert all(dropped), dropped
+    # Meanwhile the Job of "a" fails for good: its deadline passed.
+    failed = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "DeadlineExceeded",
+        "message": "Job was active longer than specified deadline",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    patch_as_user(emulator, f"{JOBS_API}/mid-a-1/status", {"status": {"conditions": [failed]}})
+
+    def healed() -> bool:
+        b = by_name(emulator, BATCHES)["mid"].get("status") or {}
+        ej = by_name(emulator, EJS)["mid-a"].get("status") or {}
+        return (
+            (b.get("failed"), b.get("running")) == (1, 1)
+            and (ej.get("error") or {}).get("code") == "Timeout"
+        ) or not operator.alive()
+
+    wait_for(healed, timeout=CONVERGE, what="the failed Job recorded after the 410")
+    assert operator.alive(), operator.log()[-5000:]
+    # kopf listed the Jobs again after the 410 (the cache was rebuilt, not patched up).
+    lists_after = [
+        s for s in emulator.served() if s.agent.startswith("kopf") and s.path == JOBS_API
+    ]
+    assert len(lists_after) > lists_before
+    # Nothing created twice; the failed run's Job was cleaned up once its outcome was recorded.
+    posts = [
+        (s.name, s.status) for s in operator_calls(emulator.served(), "POST", JOBS_API) if s.name
+    ]
+    assert sorted(posts) == [("mid-a-1", 201), ("mid-b-1", 201)], posts
+    wait_for(
+        lambda: sorted(by_name(emulator, JOBS)) == ["mid-b-1"], timeout=CONVERGE, what="cleanup"
+    )
