@@ -10,11 +10,13 @@ The Batch's status write carries the resourceVersion the plan saw, so it fails w
 409 when anyone wrote the Batch since (another client's status update, a spec or
 metadata edit). Unguarded, a merge patch computed from a stale read would put back
 stale values: it replaces lists such as ``conditions`` whole, other writers'
-conditions included. On 409 the Batch is read again and the plan recomputed from it.
+conditions included. On 409 the plan is recomputed from the newer version, as the
+watch brings it into the cache.
 """
 
 import asyncio
 import logging
+import time
 
 from audioextract.api.constants import BATCH_KIND, BATCH_PLURAL, JOB_KIND, JOB_PLURAL
 from audioextract.api.spec import BatchSpec
@@ -27,8 +29,10 @@ from audioextract.reconcile.batch import BatchPlan, BatchSnapshot, plan_batch, r
 
 log = logging.getLogger(__name__)
 
-# Status writes that meet a 409 are recomputed from a fresh read this many times per reconcile.
+# Status writes that meet a 409 are recomputed from a fresher version this many times.
 CONFLICT_RETRIES = 3
+# How long a 409 waits for the other writer's version to arrive through the watch.
+CONFLICT_WAIT_SECONDS = 2.0
 
 
 def batch_key(obj: Obj) -> str:
@@ -65,6 +69,45 @@ async def _write_children(ctx: Context, batch: Obj, plan: BatchPlan) -> None:
         if child is None or child["metadata"].get("resourceVersion") != write.resource_version:
             continue  # changed since the plan saw it: its event reconciles the Batch again
         await ctx.write_status(JOB_KIND, JOB_PLURAL, child, write.status)
+
+
+async def _fresher(ctx: Context, batch: Obj) -> Obj | None:
+    """The Batch as the watch delivers it after someone else's write, or None if it is late.
+
+    After a 409 the newer version is on its way through the watch; reading it from the
+    cache (rather than a GET) keeps the operator to the calls it is allowed and to one
+    source of truth. None (deleted, or slower than ``CONFLICT_WAIT_SECONDS``) leaves
+    the retry to the work queue.
+    """
+    meta = batch["metadata"]
+    key = (meta["namespace"], meta["name"])
+    written = batch_version(batch)
+    deadline = time.monotonic() + CONFLICT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        cached = ctx.cache.batches.get(key)
+        if cached is None or cached["metadata"].get("uid") != meta.get("uid"):
+            return None
+        if batch_version(cached) > written:
+            return cached
+        await asyncio.sleep(0.02)
+    return None
+
+
+def batch_version(obj: Obj) -> int:
+    """The object's resourceVersion as a number (-1 when it is not one: then never newer)."""
+    try:
+        return int(obj["metadata"].get("resourceVersion"))
+    except (TypeError, ValueError):
+        return -1
+
+
+class ConflictPendingError(RuntimeError):
+    """A 409 whose newer version has not reached the cache yet: the queue retries."""
+
+
+def exc_conflict(batch: Obj) -> ConflictPendingError:
+    """The error that sends the Batch back to the queue after an unresolved 409."""
+    return ConflictPendingError(f"Batch {batch_key(batch)}: status conflict (409); retrying")
 
 
 def _plan(
@@ -108,16 +151,12 @@ async def reconcile_batch(ctx: Context, batch: Obj) -> Result:
                         CONFLICT_RETRIES,
                     )
                 raise
-        try:
-            fresh = await ctx.kube.get_custom(BATCH_PLURAL, meta["namespace"], meta["name"])
-        except Exception as exc:
-            if is_not_found(exc):
-                return Result()
-            raise
+        fresh = await _fresher(ctx, batch)
+        if fresh is None:
+            raise exc_conflict(batch)
         fmeta = fresh["metadata"]
-        if (fmeta.get("uid"), fmeta.get("generation")) != (meta.get("uid"), meta.get("generation")):
+        if fmeta.get("generation") != meta.get("generation"):
             log.info("Batch %s: spec changed meanwhile; reconciling the new one", batch_key(batch))
-            ctx.cache.put(BATCH_KIND, fresh)
             return Result(requeue_after=0.0)
         log.info(
             "Batch %s: status conflict (409): written by someone else since resourceVersion "
@@ -126,7 +165,7 @@ async def reconcile_batch(ctx: Context, batch: Obj) -> Result:
             batch["metadata"].get("resourceVersion"),
             fmeta.get("resourceVersion"),
         )
-        batch = ctx.cache.put(BATCH_KIND, fresh) or fresh
+        batch = fresh
         # retryToken is this operator's alone: keep the one this reconcile acted on.
         previous = read_batch_status(fresh).model_copy(update={"retry_token": retry_token})
         plan = _plan(ctx, batch, spec, previous)
