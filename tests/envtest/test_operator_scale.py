@@ -151,6 +151,7 @@ def assert_exact(batch: dict[str, Any], ledger: JobLedger, n: int, custom: Any) 
     assert all(c["status"]["attempts"] == 1 for c in children)
 
 
+@pytest.mark.timeout(900)
 def test_largest_batch_completes_with_exact_counts_and_no_duplicate_job(
     controller_manager: ControlPlane,
     crds: list[str],
@@ -175,6 +176,7 @@ def test_largest_batch_completes_with_exact_counts_and_no_duplicate_job(
     assert len(instant.completed) == n
 
 
+@pytest.mark.timeout(600)
 def test_global_cap_holds_while_creates_are_in_flight(
     controller_manager: ControlPlane,
     crds: list[str],
@@ -204,6 +206,7 @@ def test_global_cap_holds_while_creates_are_in_flight(
     assert len(ledger.created) == len(set(ledger.created)) == n
 
 
+@pytest.mark.timeout(600)
 def test_sigkill_mid_fan_out_then_restart_loses_nothing_and_duplicates_nothing(
     controller_manager: ControlPlane,
     crds: list[str],

@@ -3,7 +3,14 @@
 import time
 
 from audioextract.handlers.cache import Cache
-from tests.support.builders import batch, cached, extraction_job, owner_ref, worker_job
+from tests.support.builders import (
+    batch,
+    cached,
+    extraction_job,
+    owner_ref,
+    terminated_pod,
+    worker_job,
+)
 
 
 def child(name: str, rv: str = "1", **status: object) -> dict:
@@ -67,3 +74,45 @@ def test_resync_prunes_what_the_watch_missed_but_keeps_newer_entries():
     cache.put("ExtractionJob", child("b-new"))  # arrived while the list was running
     assert cache.prune("ExtractionJob", [("ns", "b-kept")], started) == [("ns", "b-gone")]
     assert set(cache.extraction_jobs) == {("ns", "b-kept"), ("ns", "b-new")}
+
+
+def test_finished_pods_only_once_every_ended_pod_is_seen():
+    cache = Cache()
+    owner = child("b-a")
+    job = worker_job("b-a-1", owner, "Complete", succeeded=1, failed=1)
+    cache.put("Job", job)
+
+    def pod(name: str, message: str) -> dict:
+        p = terminated_pod(message)
+        p["metadata"].update(
+            {"name": name, "namespace": "ns", "labels": {"batch.kubernetes.io/job-name": "b-a-1"}}
+        )
+        return p
+
+    cache.put("Pod", pod("b-a-1-x", '{"error": {"code": "EncodeFailed", "message": "x"}}'))
+    # The Job counts two ended Pods; the cache has seen one: read them from the API instead.
+    assert cache.finished_pods(job) is None
+    cache.put("Pod", pod("b-a-1-y", "{}"))
+    pods = cache.finished_pods(job)
+    assert pods is not None and {p["metadata"]["name"] for p in pods} == {"b-a-1-x", "b-a-1-y"}
+    assert "spec" not in pods[0]
+    cache.remove("Job", ("ns", "b-a-1"))
+    assert cache.prune_pods() == 2 and cache.pods_by_job == {}
+
+
+def test_events_wake_only_the_objects_they_concern():
+    from audioextract.handlers.controller import Controller
+    from audioextract.settings import Settings
+
+    c = Controller(object(), Settings(), ["ns"])  # type: ignore[arg-type]
+    ej = child("b-a")
+    c.event("ExtractionJob", "ADDED", ej)
+    assert list(c.extraction_jobs._queue) == [("ns", "b-a")]
+    assert list(c.batches._due) == [("ns", "b")]  # the Batch, a little later (coalesced)
+    assert not c.batches._queue
+    c.event("Job", "MODIFIED", worker_job("b-a-1", ej, active=1))
+    assert list(c.extraction_jobs._queue) == [("ns", "b-a")]  # de-duplicated
+    c.event("Batch", "MODIFIED", cached(batch("other"), uid="uid-o"))
+    assert list(c.batches._queue) == [("ns", "other")]
+    c.event("ExtractionJob", "DELETED", ej)
+    assert ("ns", "b-a") not in c.cache.extraction_jobs

@@ -252,7 +252,10 @@ def test_a_child_owned_by_another_batch_is_never_counted():
     kids["b-j0"]["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
     plan = plan_batch(BatchSnapshot(b, parse_batch_spec(b, 1000), kids, NOW))
     assert plan.status.succeeded == 0 and plan.status.queued == 1
-    assert plan.create_children == ()  # the name is taken: never a second object
+    # The cache gives only owned children; a look-alike's name is taken: never created.
+    spec = parse_batch_spec(b, 1000)
+    plan = plan_batch(BatchSnapshot(b, spec, {}, NOW, taken=frozenset({"b-j0"})))
+    assert plan.create_children == () and plan.status.queued == 1
 
 
 def test_previous_status_wins_after_a_conflict():

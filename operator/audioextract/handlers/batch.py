@@ -110,6 +110,16 @@ def exc_conflict(batch: Obj) -> ConflictPendingError:
     return ConflictPendingError(f"Batch {batch_key(batch)}: status conflict (409); retrying")
 
 
+class _Taken:
+    """Whether an ExtractionJob of that name exists in the namespace (from the cache)."""
+
+    def __init__(self, ctx: Context, namespace: str) -> None:
+        self.ctx, self.namespace = ctx, namespace
+
+    def __contains__(self, name: object) -> bool:
+        return (self.namespace, name) in self.ctx.cache.extraction_jobs
+
+
 def _plan(
     ctx: Context, batch: Obj, spec: BatchSpec | str, previous: BatchStatus | None
 ) -> BatchPlan:
@@ -118,6 +128,7 @@ def _plan(
             batch=batch,
             spec=spec,
             children=ctx.cache.children(batch),
+            taken=_Taken(ctx, batch["metadata"]["namespace"]),
             now=ctx.now,
             unsaved_webhook=ctx.notifier.unsaved(batch["metadata"]["uid"]),
         ),

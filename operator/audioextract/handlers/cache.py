@@ -33,6 +33,7 @@ from audioextract.reconcile.names import job_name
 Obj = dict[str, Any]
 Key = tuple[str, str]
 
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 _META_KEYS = (
     "name",
     "namespace",
@@ -86,6 +87,20 @@ def project_job(obj: Mapping[str, Any]) -> Obj:
     }
 
 
+def project_pod(obj: Mapping[str, Any]) -> Obj:
+    """A worker Pod reduced to its Job and its containers' terminated states."""
+    statuses = [
+        {"name": cs.get("name"), "state": {"terminated": (cs.get("state") or {}).get("terminated")}}
+        for cs in (obj.get("status") or {}).get("containerStatuses") or ()
+        if (cs.get("state") or {}).get("terminated")
+    ]
+    return {"metadata": _meta(obj), "status": {"containerStatuses": statuses}}
+
+
+def _job_of(pod: Mapping[str, Any]) -> str:
+    return str((pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) or "")
+
+
 def _rv(obj: Mapping[str, Any]) -> int | None:
     try:
         return int(obj["metadata"].get("resourceVersion"))
@@ -136,6 +151,8 @@ class Cache:
     batches: dict[Key, Obj] = field(default_factory=dict)
     extraction_jobs: dict[Key, Obj] = field(default_factory=dict)
     jobs: dict[Key, Obj] = field(default_factory=dict)
+    pods: dict[Key, Obj] = field(default_factory=dict)
+    pods_by_job: dict[Key, set[str]] = field(default_factory=dict)  # (ns, Job) -> Pod names
     # ExtractionJob uid -> names of the Jobs it owns; Batch uid -> names of its children.
     jobs_by_owner: dict[str, set[str]] = field(default_factory=dict)
     children_by_owner: dict[str, set[str]] = field(default_factory=dict)
@@ -158,6 +175,15 @@ class Cache:
         Returns the projection stored, or None when the cache holds a newer version.
         """
         key = key_of(obj)
+        if kind == "Pod":
+            new = project_pod(obj)
+            if not newer_or_same(new, self.pods.get(key)):
+                return None
+            self.pods[key] = new
+            job = _job_of(new)
+            if job:
+                self.pods_by_job.setdefault((key[0], job), set()).add(key[1])
+            return new
         if kind == "Job":
             new = project_job(obj)
             if not newer_or_same(new, self.jobs.get(key)):
@@ -199,7 +225,15 @@ class Cache:
     def remove(self, kind: str, key: Key) -> None:
         """Forget an object (deleted, or absent from a resync's list)."""
         self.touched.pop((kind, key), None)
-        if kind == "Job":
+        if kind == "Pod":
+            old = self.pods.pop(key, None)
+            job_key = (key[0], _job_of(old) if old is not None else "")
+            names = self.pods_by_job.get(job_key)
+            if names is not None:
+                names.discard(key[1])
+                if not names:
+                    del self.pods_by_job[job_key]
+        elif kind == "Job":
             self._drop_job(key)
             self.jobs.pop(key, None)
         elif kind == BATCH_KIND:
@@ -260,6 +294,13 @@ class Cache:
             self.remove(kind, k)
         return gone
 
+    def prune_pods(self) -> int:
+        """Forget Pods whose Job is gone (their deletion may have been missed); returns how many."""
+        gone = [k for k, p in self.pods.items() if (k[0], _job_of(p)) not in self.jobs]
+        for key in gone:
+            self.remove("Pod", key)
+        return len(gone)
+
     # -- reading ----------------------------------------------------------------------
 
     def owned_jobs(self, ej: Obj) -> list[Obj]:
@@ -267,6 +308,23 @@ class Cache:
         ns = ej["metadata"].get("namespace") or ""
         names = self.jobs_by_owner.get(ej["metadata"].get("uid") or "", ())
         return [self.jobs[(ns, n)] for n in sorted(names) if (ns, n) in self.jobs]
+
+    def finished_pods(self, job: Obj) -> list[Obj] | None:
+        """The Job's Pods once the cache holds every one the Job counts as ended, else None.
+
+        The Pod watch and the Job watch are separate streams: a Job can be seen
+        complete before its last Pod's terminated state arrives. Only when the cache
+        holds at least as many ended Pods as the Job counts (``succeeded + failed``)
+        is it sure to hold the one whose termination message decides the outcome.
+        """
+        meta = job["metadata"]
+        ns, name = meta.get("namespace") or "", meta["name"]
+        names = self.pods_by_job.get((ns, name), ())
+        pods = [self.pods[(ns, n)] for n in names if (ns, n) in self.pods]
+        status = job.get("status") or {}
+        counted = int(status.get("succeeded") or 0) + int(status.get("failed") or 0)
+        ended = sum(1 for p in pods if p["status"]["containerStatuses"])
+        return pods if counted and ended >= counted else None
 
     def children(self, batch: Obj) -> dict[str, Obj]:
         """The ExtractionJobs a Batch owns, by name."""

@@ -99,6 +99,8 @@ class Controller:
             self.cache.remove(kind, key)
         else:
             self.cache.put(kind, body)
+        if kind == "Pod":
+            return
         if kind == BATCH_KIND:
             self.batches.add(key)
         elif kind == JOB_KIND:
@@ -205,6 +207,7 @@ class Controller:
             gone = self.cache.prune(kind, [key_of(o) for o in objs], started)
             if gone:
                 log.info("resync: %d %s objects were deleted unseen", len(gone), kind)
+        self.cache.prune_pods()
         self.enqueue_all()
 
     async def _resync_loop(self) -> None:

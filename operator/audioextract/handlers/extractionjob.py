@@ -10,6 +10,7 @@ import logging
 
 from audioextract.api.constants import JOB_KIND, JOB_PLURAL
 from audioextract.handlers import events
+from audioextract.handlers.cache import JOB_NAME_LABEL
 from audioextract.handlers.context import Context, Obj
 from audioextract.handlers.kube import is_conflict, is_not_found
 from audioextract.handlers.queue import Result
@@ -26,9 +27,12 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
     pods: list[Obj] = []
     finished = pods_needed(ej, jobs)
     if finished is not None:
-        pods = await ctx.kube.list_pods(
-            meta["namespace"], f"batch.kubernetes.io/job-name={finished}"
-        )
+        job = next(j for j in jobs if j["metadata"]["name"] == finished)
+        cached = ctx.cache.finished_pods(job)
+        if cached is not None:
+            pods = cached
+        else:  # the Pod watch is behind the Job watch: read them once
+            pods = await ctx.kube.list_pods(meta["namespace"], f"{JOB_NAME_LABEL}={finished}")
     plan = plan_extraction_job(
         JobSnapshot(
             ej=ej,

@@ -1,6 +1,6 @@
 """Every kopf registration of the operator, in one place.
 
-kopf watches Batches, ExtractionJobs and the operator's Jobs; its indexing hooks feed
+kopf watches Batches, ExtractionJobs, the operator's Jobs and their Pods; its indexing hooks feed
 the controller's cache and its event handlers wake the keys an event concerns
 (:mod:`audioextract.handlers.controller`); they decide nothing. Handlers return nothing (kopf would store a return value under
 ``status.<handler id>``, which the structural schema prunes) and there are no
@@ -93,6 +93,18 @@ def extraction_job_index(body: kopf.Body, **_: Any) -> None:
 def job_index(body: kopf.Body, **_: Any) -> None:
     """One of the operator's Jobs as listed or watched: into the cache."""
     _observed("Job", body)
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
+def pod_index(body: kopf.Body, **_: Any) -> None:
+    """A worker Pod as listed or watched: into the cache (its termination message)."""
+    _observed("Pod", body)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
+def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+    """A worker Pod changed: only the cache needs to know (its Job's event wakes the work)."""
+    _event("Pod", event)
 
 
 @kopf.on.event(GROUP, VERSION, BATCH_PLURAL, registry=REGISTRY)

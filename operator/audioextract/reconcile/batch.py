@@ -7,7 +7,7 @@ Batch's own status (the rollup), the Events to post once that status is written,
 webhook events owed, and whether the Batch's TTL has passed.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from audioextract.api.defaults import job_key
 from audioextract.api.spec import BatchSpec, Webhook
 from audioextract.api.status import BatchStatus, ExtractionJobStatus, WebhookStatus
 from audioextract.reconcile import events
-from audioextract.reconcile.children import BatchRef, desired_children, is_owned_by
+from audioextract.reconcile.children import BatchRef, child_manifest, is_owned_by
 from audioextract.reconcile.events import EventSpec
 from audioextract.reconcile.extractionjob import (
     failed,
@@ -75,6 +75,8 @@ class BatchSnapshot:
     children: Mapping[str, Obj] = field(default_factory=dict)  # by ExtractionJob name
     now: str = ""
     unsaved_webhook: WebhookStatus | None = None
+    # Names of ExtractionJobs that exist but are not this Batch's: never created again.
+    taken: Container[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -153,10 +155,13 @@ def plan_batch(snap: BatchSnapshot, *, previous: BatchStatus | None = None) -> B
     generation = meta.get("generation")
     status = previous or read_batch_status(batch)
     ref = BatchRef(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-    creates = tuple(
-        m for m in desired_children(ref, spec) if m["metadata"]["name"] not in snap.children
-    )
     rows = _children(batch, spec, snap.children)
+    # Manifests only for the missing: resolving 1,000 specs on every rollup would cost.
+    creates = tuple(
+        child_manifest(ref, spec, index)
+        for index, (_k, name, _c) in enumerate(rows)
+        if name not in snap.children and name not in snap.taken
+    )
     statuses: dict[str, ExtractionJobStatus | None] = {
         name: read_status(child) if child is not None else None for _k, name, child in rows
     }
@@ -267,8 +272,3 @@ def plan_batch(snap: BatchSnapshot, *, previous: BatchStatus | None = None) -> B
         delete_batch=delete,
         requeue_after=wait,
     )
-
-
-def batch_children(rows: Sequence[tuple[str, str, Obj | None]]) -> list[str]:
-    """Names of the children present (for callers that only need names)."""
-    return [name for _k, name, child in rows if child is not None]
