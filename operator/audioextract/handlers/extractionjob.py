@@ -82,5 +82,8 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
         except Exception as exc:
             if not is_not_found(exc):
                 raise
-        log.info("deleted finished Job %s/%s", meta["namespace"], name)
+        else:
+            log.info("deleted finished Job %s/%s", meta["namespace"], name)
+        # Gone for this operator now; the watch's DELETED event may come later.
+        ctx.cache.remove("Job", (meta["namespace"], name))
     return Result(requeue_after=plan.requeue_after)

@@ -71,6 +71,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
 
 
+# Every hook is a coroutine: kopf runs synchronous handlers in a thread pool, and the
+# cache and the work queues belong to the event loop's thread alone.
 # Indexing hooks: kopf calls them for every listed or watched object, before any handler,
 # and starts handlers only once every object of every indexed kind went through them,
 # so the first decision is made over a complete cache. They keep nothing in kopf's own
@@ -78,48 +80,48 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, BATCH_PLURAL, registry=REGISTRY)
-def batch_index(body: kopf.Body, **_: Any) -> None:
+async def batch_index(body: kopf.Body, **_: Any) -> None:
     """A Batch as listed or watched: into the cache."""
     _observed(BATCH_KIND, body)
 
 
 @kopf.index(GROUP, VERSION, JOB_PLURAL, registry=REGISTRY)
-def extraction_job_index(body: kopf.Body, **_: Any) -> None:
+async def extraction_job_index(body: kopf.Body, **_: Any) -> None:
     """An ExtractionJob as listed or watched: into the cache."""
     _observed(JOB_KIND, body)
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
-def job_index(body: kopf.Body, **_: Any) -> None:
+async def job_index(body: kopf.Body, **_: Any) -> None:
     """One of the operator's Jobs as listed or watched: into the cache."""
     _observed("Job", body)
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
-def pod_index(body: kopf.Body, **_: Any) -> None:
+async def pod_index(body: kopf.Body, **_: Any) -> None:
     """A worker Pod as listed or watched: into the cache (its termination message)."""
     _observed("Pod", body)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
-def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
     """A worker Pod changed: only the cache needs to know (its Job's event wakes the work)."""
     _event("Pod", event)
 
 
 @kopf.on.event(GROUP, VERSION, BATCH_PLURAL, registry=REGISTRY)
-def batch_event(event: kopf.RawEvent, **_: Any) -> None:
+async def batch_event(event: kopf.RawEvent, **_: Any) -> None:
     """A Batch changed: reconcile it."""
     _event(BATCH_KIND, event)
 
 
 @kopf.on.event(GROUP, VERSION, JOB_PLURAL, registry=REGISTRY)
-def extraction_job_event(event: kopf.RawEvent, **_: Any) -> None:
+async def extraction_job_event(event: kopf.RawEvent, **_: Any) -> None:
     """An ExtractionJob changed: reconcile it, and its Batch's status soon."""
     _event(JOB_KIND, event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
-def job_event(event: kopf.RawEvent, **_: Any) -> None:
+async def job_event(event: kopf.RawEvent, **_: Any) -> None:
     """One of the operator's Jobs changed: reconcile its ExtractionJob."""
     _event("Job", event)
