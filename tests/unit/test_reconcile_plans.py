@@ -17,6 +17,7 @@ from audioextract.reconcile.extractionjob import (
     wants_slot,
 )
 from audioextract.reconcile.manifest import WorkerConfig
+from audioextract.reconcile.resources import ResourceBounds
 from tests.support.builders import (
     batch,
     batch_job,
@@ -47,9 +48,16 @@ def ej(name: str = "ej", **status: object) -> dict:
 
 def test_admitted_job_gets_its_first_run_and_status_running():
     plan = plan_extraction_job(JobSnapshot(ej(), admitted=True, now=NOW), CFG)
-    assert plan.create_job is not None and plan.create_job["metadata"]["name"] == "ej-1"
-    owner = plan.create_job["metadata"]["ownerReferences"][0]
+    start = plan.create_job
+    assert start is not None and start.job["metadata"]["name"] == "ej-1"
+    owner = start.job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["uid"]) == ("ExtractionJob", "uid-ej")
+    # The task travels in the run's Secret, owned by the ExtractionJob; the fallback
+    # Job (Secrets refused) carries it in its environment instead.
+    assert start.secret["kind"] == "Secret" and start.secret["metadata"]["name"] == "ej-1"
+    assert start.secret["metadata"]["ownerReferences"][0]["uid"] == "uid-ej"
+    assert "AUDIOEXTRACT_TASK" not in json.dumps(start.job["spec"])
+    assert "AUDIOEXTRACT_TASK" in json.dumps(start.job_with_env["spec"])
     st = plan.status
     assert (st.phase, st.job_name, st.attempts, st.start_time) == (JobPhase.RUNNING, "ej-1", 1, NOW)
     assert [e.reason for e in plan.events] == [events.JOB_STARTED]
@@ -116,6 +124,17 @@ def test_invalid_spec_fails_once_naming_the_field():
     again = cached(obj, uid="uid-ej")
     again["status"] = plan.status.dump()
     assert plan_extraction_job(JobSnapshot(again, now=NOW), CFG).events == ()
+
+
+def test_resources_out_of_bounds_are_an_invalid_spec_not_a_job():
+    obj = ej()
+    obj["spec"]["resources"] = {"limits": {"memory": "64Gi"}}
+    bounded = WorkerConfig(image="worker:test", bounds=ResourceBounds(max_limits={"memory": "4Gi"}))
+    cfg = JobConfig(worker=bounded, default_destination=CFG.default_destination)
+    plan = plan_extraction_job(JobSnapshot(obj, admitted=True, now=NOW), cfg)
+    assert plan.create_job is None and plan.slot_settled
+    assert plan.status.error is not None and "resources.limits.memory" in plan.status.error.message
+    assert plan.status.error is not None and plan.status.error.code == ErrorCode.INVALID_SPEC
 
 
 def test_no_destination_anywhere_is_an_invalid_spec_not_a_job():

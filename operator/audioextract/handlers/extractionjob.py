@@ -12,11 +12,59 @@ from audioextract.api.constants import JOB_KIND, JOB_PLURAL
 from audioextract.handlers import events
 from audioextract.handlers.cache import JOB_NAME_LABEL
 from audioextract.handlers.context import Context, Obj
-from audioextract.handlers.kube import is_conflict, is_not_found
+from audioextract.handlers.kube import is_conflict, is_forbidden, is_not_found
 from audioextract.handlers.queue import Result
-from audioextract.reconcile.extractionjob import JobSnapshot, plan_extraction_job, pods_needed
+from audioextract.reconcile.extractionjob import (
+    JobSnapshot,
+    Start,
+    plan_extraction_job,
+    pods_needed,
+)
 
 log = logging.getLogger(__name__)
+
+
+async def _create_task_secret(ctx: Context, ej: Obj, start: Start) -> bool:
+    """Create the run's task Secret; False when RBAC refuses Secrets (the env fallback)."""
+    try:
+        await ctx.kube.create_secret(start.secret)
+    except Exception as exc:
+        if is_conflict(exc):  # the same run after a restart: the Secret is already there
+            return True
+        if not is_forbidden(exc):
+            raise
+        log.warning(
+            "no RBAC to create Secrets: the task of %s goes into the env",
+            start.job["metadata"]["name"],
+        )
+        await events.post(
+            ctx.kube,
+            ej,
+            events.WARNING,
+            events.TASK_SECRET_FORBIDDEN,
+            "the operator may not create Secrets; the task is in the Job's environment",
+        )
+        return False
+    return True
+
+
+async def _create_run(ctx: Context, ej: Obj, start: Start) -> None:
+    """The run's task Secret, then its Job; a Job that exists already is adopted (409)."""
+    manifest = start.job if await _create_task_secret(ctx, ej, start) else start.job_with_env
+    try:
+        created = await ctx.kube.create_job(manifest)
+    except Exception as exc:
+        # Same run, same name: the Job exists from before a restart. Adopt it.
+        if not is_conflict(exc):
+            raise
+        log.info(
+            "Job %s/%s exists already; adopting it",
+            manifest["metadata"]["namespace"],
+            manifest["metadata"]["name"],
+        )
+    else:
+        if created:
+            ctx.cache.put("Job", created)
 
 
 async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
@@ -45,21 +93,7 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
         ctx.job_config(),
     )
     if plan.create_job is not None:
-        manifest = plan.create_job
-        try:
-            created = await ctx.kube.create_job(manifest)
-        except Exception as exc:
-            # Same run, same name: the Job exists from before a restart. Adopt it.
-            if not is_conflict(exc):
-                raise
-            log.info(
-                "Job %s/%s exists already; adopting it",
-                meta["namespace"],
-                manifest["metadata"]["name"],
-            )
-        else:
-            if created:
-                ctx.cache.put("Job", created)
+        await _create_run(ctx, ej, plan.create_job)
     try:
         ej = await ctx.write_status(JOB_KIND, JOB_PLURAL, ej, plan.status)
     except Exception as exc:

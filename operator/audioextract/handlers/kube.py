@@ -33,6 +33,11 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and exc.status == 409
 
 
+def is_forbidden(exc: BaseException) -> bool:
+    """Whether an API error is 403 (RBAC refused the call)."""
+    return isinstance(exc, ApiException) and exc.status == 403
+
+
 def is_not_found(exc: BaseException) -> bool:
     """Whether an API error is 404."""
     return isinstance(exc, ApiException) and exc.status == 404
@@ -208,6 +213,10 @@ class Kube:
             _preload_content=False,
         )
         return _json(out)
+
+    async def create_secret(self, body: Obj) -> None:
+        """Create a core v1 Secret."""
+        await self._write(self.core.create_namespaced_secret, body["metadata"]["namespace"], body)
 
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and (in the background) its Pods."""

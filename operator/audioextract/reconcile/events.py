@@ -16,6 +16,7 @@ JOB_FAILED = "JobFailed"
 JOB_DELETED = "JobCleanedUp"
 TTL_EXPIRED = "TTLExpired"
 WEBHOOK_FAILED = "WebhookFailed"
+TASK_SECRET_FORBIDDEN = "TaskSecretForbidden"  # noqa: S105 - an Event reason
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,15 @@ from audioextract.api.task import NoDestinationError, build_task
 from audioextract.reconcile import events
 from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
 from audioextract.reconcile.events import EventSpec
-from audioextract.reconcile.manifest import WorkerConfig, job_manifest
+from audioextract.reconcile.manifest import (
+    WorkerConfig,
+    check_resources,
+    job_manifest,
+    task_secret_manifest,
+)
 from audioextract.reconcile.names import job_name
 from audioextract.reconcile.observe import make_error, observe_job
+from audioextract.reconcile.resources import ResourceBoundsError
 from audioextract.webhooks import state as webhook_state
 from audioextract.webhooks.events import Child, Event, Owner, Snapshot, owed_events
 
@@ -200,11 +206,20 @@ class JobSnapshot:
 
 
 @dataclass(frozen=True)
+class Start:
+    """The objects of a new run: its task Secret, then its Job (and the Job without the Secret)."""
+
+    secret: dict[str, Any]
+    job: dict[str, Any]
+    job_with_env: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class JobPlan:
     """What to do for one ExtractionJob, in order: create, write status, post, delete."""
 
     status: ExtractionJobStatus
-    create_job: dict[str, Any] | None = None
+    create_job: "Start | None" = None
     delete_jobs: tuple[str, ...] = ()
     events: tuple[EventSpec, ...] = ()
     webhook_owed: tuple[Event, ...] = ()
@@ -218,17 +233,18 @@ class JobPlan:
 
 def _start(
     snap: JobSnapshot, spec: ExtractionJobSpec, status: ExtractionJobStatus, cfg: JobConfig
-) -> tuple[ExtractionJobStatus, dict[str, Any] | None, list[EventSpec]]:
+) -> tuple[ExtractionJobStatus, "Start | None", list[EventSpec]]:
     """The next run: its Job manifest and the status recording it (Running, or Queued for Kueue)."""
     meta = snap.ej["metadata"]
     run = (status.attempts or 0) + 1
     name = job_name(meta["name"], run)
     adopted = any(j["metadata"]["name"] == name for j in snap.jobs)
-    manifest: dict[str, Any] | None = None
+    manifest: Start | None = None
     if not adopted:
         try:
             task = build_task(meta["name"], spec, cfg.default_destination)
-        except NoDestinationError as exc:
+            check_resources(spec, cfg.worker)
+        except (NoDestinationError, ResourceBoundsError) as exc:
             error = make_error(ErrorCode.INVALID_SPEC, str(exc))
             return (
                 failed(status, error, snap.now),
@@ -236,17 +252,31 @@ def _start(
                 [EventSpec(events.WARNING, events.INVALID_SPEC, error.message)],
             )
         labels = meta.get("labels") or {}
-        manifest = job_manifest(
+
+        def job(task_secret: str | None) -> dict[str, Any]:
+            return job_manifest(
+                name=name,
+                namespace=meta["namespace"],
+                extraction_job=meta["name"],
+                extraction_job_uid=meta["uid"],
+                spec=spec,
+                task=task,
+                config=cfg.worker,
+                batch_label=labels.get(LABEL_BATCH),
+                job_key=labels.get(LABEL_JOB),
+                task_secret=task_secret,
+            )
+
+        # The task travels in a Secret of the run's name (docs/install.md); the Job
+        # with the task in its environment is the fallback when Secrets are refused.
+        secret = task_secret_manifest(
             name=name,
             namespace=meta["namespace"],
+            task=task,
             extraction_job=meta["name"],
             extraction_job_uid=meta["uid"],
-            spec=spec,
-            task=task,
-            config=cfg.worker,
-            batch_label=labels.get(LABEL_BATCH),
-            job_key=labels.get(LABEL_JOB),
         )
+        manifest = Start(secret=secret, job=job(name), job_with_env=job(None))
     new = status.model_copy(
         update={
             "phase": JobPhase.QUEUED if spec.queue_name else JobPhase.RUNNING,
@@ -334,7 +364,7 @@ def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
         )
     new = status
     evs: list[EventSpec] = []
-    create: dict[str, Any] | None = None
+    create: Start | None = None
     settled = False
     if not status.job_name and status.phase in (None, JobPhase.QUEUED):
         name = job_name(meta["name"], (status.attempts or 0) + 1)
