@@ -1,4 +1,4 @@
-"""``audio-extract operator``: the kopf operator with its reconcile loop and leader Lease."""
+"""``audio-extract operator``: kopf's watches, the controller and the leader Lease."""
 
 import argparse
 import asyncio
@@ -48,9 +48,9 @@ def _identity(settings: Settings) -> str:
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
-    """Run kopf's watches, the reconcile loop and (unless standalone) the Lease together."""
+    """Run kopf's watches, the controller and (unless standalone) the Lease together."""
     load_config()
-    kube = Kube(timeout=settings.api_timeout_seconds)
+    kube = Kube(timeout=settings.api_timeout_seconds, max_writes=settings.max_concurrent_writes)
     namespaces: list[str] = list(args.namespace)
     elector: LeaderElector | None = None
     tasks: list[asyncio.Task[None]] = []
@@ -67,6 +67,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             _identity(settings),
             settings.lease_duration_seconds,
         )
+    controller = Controller(kube, settings, namespaces or None, elector)
     kopf_ready = asyncio.Event()
     metrics.leader_from(lambda: elector is None or elector.leading)
     server = metrics.MetricsServer(
@@ -80,6 +81,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             "kopf": kopf_ready.is_set(),
             "lease": elector is None or elector.known,
         },
+        refresh=controller.count_phases,
     )
     try:
         await server.start()
@@ -88,10 +90,9 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         raise StartupError(
             f"AUDIOEXTRACT_METRICS_PORT: cannot listen on {where}: {exc.strerror or exc}"
         ) from exc
-    controller = Controller(kube, settings, namespaces or None, elector)
-    registry.WAKER.wake = controller.wake
+    registry.TARGET.controller = controller
     if elector is not None:
-        tasks.append(asyncio.create_task(elector.run(controller.wakeup)))
+        tasks.append(asyncio.create_task(elector.run(controller.leadership)))
     tasks.append(asyncio.create_task(controller.run()))
     try:
         # kopf's own peering stays off: the Lease above is the leader election.
