@@ -8,6 +8,7 @@ notifier, delete the Jobs whose outcome is recorded.
 
 import logging
 
+from audioextract import logs
 from audioextract.api.constants import JOB_KIND, JOB_PLURAL
 from audioextract.handlers import events
 from audioextract.handlers.cache import JOB_NAME_LABEL
@@ -117,7 +118,12 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
             if not is_not_found(exc):
                 raise
         else:
-            log.info("deleted finished Job %s/%s", meta["namespace"], name)
+            log.info(
+                "deleted finished Job %s/%s",
+                meta["namespace"],
+                name,
+                extra=logs.about(ej, JOB_KIND),
+            )
         # Gone for this operator now; the watch's DELETED event may come later.
         ctx.cache.remove("Job", (meta["namespace"], name))
     return Result(requeue_after=plan.requeue_after)
