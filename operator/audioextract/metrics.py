@@ -524,3 +524,13 @@ RESULT_SUCCESS = "success"
 RESULT_ERROR = "error"
 RESULT_REQUEUE = "requeue"
 RESULT_REQUEUE_AFTER = "requeue_after"
+
+# As controller-runtime does at start: every controller's and queue's series exist at 0,
+# so an error counter is there (and rate() sees the first error) before anything fails.
+for _controller in ("batch", "extractionjob"):
+    RECONCILE_ERRORS_TOTAL.labels(controller=_controller)
+    for _result in (RESULT_SUCCESS, RESULT_ERROR, RESULT_REQUEUE, RESULT_REQUEUE_AFTER):
+        RECONCILE_TOTAL.labels(controller=_controller, result=_result)
+    WORKQUEUE_ADDS_TOTAL.labels(name=_controller)
+    WORKQUEUE_RETRIES_TOTAL.labels(name=_controller)
+    WORKQUEUE_DEPTH.labels(name=_controller)
