@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # The image builder of images/*/Dockerfile (kept plain); `make e2e` loads the result into kind.
 IMAGE_BUILD ?= docker build
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover demo e2e
+.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-failover demo e2e
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -33,19 +33,24 @@ demo: venv
 	$(BIN)/python demo/run_demo.py
 
 lint: venv
-	$(BIN)/ruff check operator tests bench demo
-	$(BIN)/ruff format --check operator tests bench demo
+	$(BIN)/ruff check operator tests bench demo tools
+	$(BIN)/ruff format --check operator tests bench demo tools
 	$(BIN)/mypy
 
 fmt: venv
-	$(BIN)/ruff format operator tests bench demo
-	$(BIN)/ruff check --fix operator tests bench demo
+	$(BIN)/ruff format operator tests bench demo tools
+	$(BIN)/ruff check --fix operator tests bench demo tools
 
 crds: venv
-	$(BIN)/audio-extract crds --write crds
+	$(BIN)/audio-extract crds --write
 
 crds-check: venv
 	$(BIN)/audio-extract crds --check
+
+# deploy/ and the chart's Argo CD snippet, rendered from charts/audio-extract-operator
+# by a real Helm engine (tools/chart.py); the unit tests fail when they are stale.
+deploy: venv
+	$(BIN)/python -m tools.chart --write
 
 # Worker vs bare ffmpeg on a generated 10-minute 720p video (BENCH_ARGS="--minutes 2" for a quick run).
 bench-worker: venv

@@ -1,0 +1,141 @@
+"""Files generated from the Helm chart: the plain manifests in deploy/ and Argo CD's snippet.
+
+``deploy/`` is the chart rendered by a real Helm engine (helm-python-sdk, Helm v4), so
+that ``kubectl apply -k deploy/`` installs exactly what ``helm install`` does:
+
+- ``deploy/``: all namespaces (the ClusterRole), release ``audio-extract-operator`` in
+  ``audio-extract-system``;
+- ``deploy/namespaced/``: the same, serving only ``team-a`` and ``team-b`` (a Role and
+  RoleBinding in each, nothing cluster-wide). Other namespaces: ``helm template`` with
+  ``--set watchNamespaces=...``, or change the names in these files.
+
+The CRDs are not part of deploy/: ``kubectl apply --server-side -f crds/`` installs them.
+``charts/audio-extract-operator/argocd/argocd-cm.yaml`` carries the health.lua scripts
+for the argocd-cm ConfigMap.
+
+Usage: ``python -m tools.chart --write`` (``make deploy``) or ``--check`` (exit 1 and
+name the stale files; the unit tests run the same check).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "audio-extract-operator"
+DEPLOY = ROOT / "deploy"
+RELEASE = "audio-extract-operator"
+SYSTEM_NAMESPACE = "audio-extract-system"
+HEADER = (
+    "# Generated from charts/audio-extract-operator by `make deploy` (tools/chart.py). Do not edit:\n"
+    "# change the chart (or the values in tools/chart.py) and regenerate.\n"
+)
+# What each deploy/ variant is: its directory and the chart values it is rendered with.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "": {"crds": {"enabled": False}},
+    "namespaced": {"crds": {"enabled": False}, "watchNamespaces": ["team-a", "team-b"]},
+}
+# Labels that only make sense for a Helm release.
+HELM_ONLY = ("helm.sh/chart:", "app.kubernetes.io/managed-by:")
+ARGOCD = CHART / "argocd"
+HEALTH = ARGOCD / "resource_customizations" / "audioextract.dev"
+KINDS = ("Batch", "ExtractionJob")
+
+
+def render(
+    values: dict[str, Any], namespace: str = SYSTEM_NAMESPACE, release: str = RELEASE
+) -> dict[str, str]:
+    """The chart's templates rendered with ``values``: template file name -> manifests."""
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render(values, name=release, namespace=namespace, is_install=True)
+    return {Path(path).name: text for path, text in out.items()}
+
+
+def _plain(text: str) -> str:
+    lines = [line for line in text.splitlines() if not line.strip().startswith(HELM_ONLY)]
+    body = "\n".join(lines).strip("\n")
+    body = body.removeprefix("---").lstrip("\n")
+    return HEADER + body + "\n"
+
+
+def _kustomization(files: list[str]) -> str:
+    resources = "".join(f"  - {name}\n" for name in files)
+    return (
+        "# kubectl apply -k .   (after the CRDs: kubectl apply --server-side -f crds/)\n"
+        + HEADER
+        + "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+        + resources
+    )
+
+
+def deploy_files() -> dict[Path, str]:
+    """Every generated file under deploy/ with its content."""
+    namespace = (DEPLOY / "namespace.yaml").read_text()
+    files: dict[Path, str] = {}
+    for subdir, values in VARIANTS.items():
+        directory = DEPLOY / subdir
+        names = ["namespace.yaml"]
+        if subdir:
+            files[directory / "namespace.yaml"] = namespace
+        for name, text in sorted(render(values).items()):
+            if not name.endswith(".yaml") or not text.strip():
+                continue
+            files[directory / name] = _plain(text)
+            names.append(name)
+        files[directory / "Kustomization"] = _kustomization(names)
+    return files
+
+
+def _block(text: str, indent: int) -> str:
+    pad = " " * indent
+    return "".join(f"{pad}{line}\n" if line else "\n" for line in text.splitlines())
+
+
+def argocd_cm() -> str:
+    """The argocd-cm data keys with both health.lua scripts (a patch for that ConfigMap)."""
+    out = (
+        "# Argo CD health checks for Batch and ExtractionJob. Merge into the argocd-cm\n"
+        "# ConfigMap, e.g. kubectl -n argocd patch configmap argocd-cm --patch-file argocd-cm.yaml\n"
+        "# (or the Argo CD chart's configs.cm). Generated from resource_customizations/ by\n"
+        "# `make deploy` (tools/chart.py); the scripts' tests are next to them.\n"
+        "data:\n"
+    )
+    for kind in KINDS:
+        script = (HEALTH / kind / "health.lua").read_text()
+        out += f"  resource.customizations.health.audioextract.dev_{kind}: |\n" + _block(script, 4)
+    return out
+
+
+def generated() -> dict[Path, str]:
+    """Every file this module generates, with its content."""
+    return {**deploy_files(), ARGOCD / "argocd-cm.yaml": argocd_cm()}
+
+
+def stale() -> list[Path]:
+    """Generated files whose checked-in content differs (or that are missing)."""
+    return [p for p, text in generated().items() if not p.exists() or p.read_text() != text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``--write`` the generated files or ``--check`` them; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m tools.chart", description=__doc__)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="write the generated files")
+    mode.add_argument("--check", action="store_true", help="exit 1 when a file is stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        for path in stale():
+            print(f"{path.relative_to(ROOT)}: stale; run `make deploy`", file=sys.stderr)
+        return 1 if stale() else 0
+    for path, text in generated().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(path.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
