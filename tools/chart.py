@@ -11,18 +11,21 @@ that ``kubectl apply -k deploy/`` installs exactly what ``helm install`` does:
 
 The CRDs are not part of deploy/: ``kubectl apply --server-side -f crds/`` installs them.
 ``charts/audio-extract-operator/argocd/argocd-cm.yaml`` carries the health.lua scripts
-for the argocd-cm ConfigMap.
+for the argocd-cm ConfigMap, and the chart README's values table is made from
+values.yaml (defaults) and values.schema.json (descriptions).
 
 Usage: ``python -m tools.chart --write`` (``make deploy``) or ``--check`` (exit 1 and
 name the stale files; the unit tests run the same check).
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "audio-extract-operator"
@@ -109,9 +112,45 @@ def argocd_cm() -> str:
     return out
 
 
+VALUES_START, VALUES_END = "<!-- values:start -->", "<!-- values:end -->"
+
+
+def _rows(values: dict[str, Any], schema: dict[str, Any], prefix: str) -> list[str]:
+    rows = []
+    for key, value in values.items():
+        node = schema["properties"][key]
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and "properties" in node and value:
+            rows += _rows(value, node, f"{path}.")
+            continue
+        default = json.dumps(value, separators=(", ", ": ")).replace("|", "\\|")
+        rows.append(f"| `{path}` | `{default}` | {node['description']} |")
+    return rows
+
+
+def values_table() -> str:
+    """The chart README's table of every value: key, default, description."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    lines = ["| key | default | description |", "|---|---|---|", *_rows(values, schema, "")]
+    return "\n".join(lines) + "\n"
+
+
+def chart_readme() -> str:
+    """The chart README with its values table regenerated between the markers."""
+    text = (CHART / "README.md").read_text()
+    head, rest = text.split(VALUES_START, 1)
+    _, tail = rest.split(VALUES_END, 1)
+    return f"{head}{VALUES_START}\n{values_table()}{VALUES_END}{tail}"
+
+
 def generated() -> dict[Path, str]:
     """Every file this module generates, with its content."""
-    return {**deploy_files(), ARGOCD / "argocd-cm.yaml": argocd_cm()}
+    return {
+        **deploy_files(),
+        ARGOCD / "argocd-cm.yaml": argocd_cm(),
+        CHART / "README.md": chart_readme(),
+    }
 
 
 def stale() -> list[Path]:

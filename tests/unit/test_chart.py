@@ -6,7 +6,10 @@ snippet are what the chart generates. tests/envtest/test_chart.py installs the s
 renders on a real API server.
 """
 
+import itertools
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from tools import chart as chart_tool
 
 Obj = dict[str, Any]
 WORKER_SA = "audio-extract-worker"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def by_kind(objs: list[Obj], kind: str) -> list[Obj]:
@@ -280,3 +284,70 @@ def test_notes_say_what_is_missing() -> None:
     notes = render(every_feature(["team-a"]))["NOTES.txt"]
     assert "team-a" in notes and "defaultDestination is not set" not in notes
     assert "audio-extract-operator-dashboard" in notes
+
+
+def _merge(into: Obj, new: Obj) -> Obj:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def helm_commands(text: str) -> list[list[str]]:
+    """Every `helm install|upgrade|template` command of a document, continuations joined."""
+    joined = text.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        line = line.strip().replace("$REG", "registry.example.com")
+        if line.startswith(("helm install", "helm upgrade", "helm template")):
+            out.append(shlex.split(line.split("  #")[0]))
+    return out
+
+
+def values_of(argv: list[str]) -> Obj:
+    """The values a helm command line sets, parsed by Helm's own --set parsers."""
+    values: Obj = {}
+    parsers = {"--set": helm.parse_set_string, "--set-json": helm.parse_set_json}
+    for flag, arg in itertools.pairwise(argv):
+        if flag in parsers:
+            _merge(values, parsers[flag](arg))
+    return values
+
+
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/install.md", "charts/audio-extract-operator/README.md"]
+)
+def test_documented_helm_commands_render(doc: str) -> None:
+    commands = helm_commands((ROOT / doc).read_text())
+    assert commands, f"{doc} shows no helm command"
+    for argv in commands:
+        assert "charts/audio-extract-operator" in argv, argv
+        values = values_of(argv)
+        with helm.Chart.load(str(CHART)) as chart:
+            chart.validate_schema(values)
+        assert render(values)["deployment.yaml"]
+
+
+def test_readme_quickstart_creates_what_the_example_batch_and_the_install_name() -> None:
+    readme = (ROOT / "README.md").read_text()
+    (install,) = [c for c in helm_commands(readme) if c[1] == "install"]
+    values = values_of(install)
+    batch = yaml.safe_load((ROOT / "examples" / "batch.yaml").read_text())
+    created = re.findall(r"create secret generic ([a-z0-9-]+)", readme)
+    # The webhook key the Batch names, and the S3 credentials the install names.
+    assert batch["spec"]["webhook"]["secretRef"]["name"] in created
+    assert values["config"]["s3"]["credentialsSecret"] in created
+    # The Batch names no destination: the operator's default is set.
+    assert all("destination" not in (j.get("output") or {}) for j in batch["spec"]["jobs"])
+    assert values["config"]["defaultDestination"]["s3"]["bucket"]
+    env = env_of(objects(values))
+    assert (
+        json.loads(env["AUDIOEXTRACT_DEFAULT_DESTINATION"])
+        == values["config"]["defaultDestination"]
+    )
+    assert env["AUDIOEXTRACT_WORKER_IMAGE"] == "registry.example.com/audio-extract-worker:0.1.0"
+    # The dashboard the README points at is what the install creates.
+    (dashboard,) = by_kind(objects(values), "ConfigMap")
+    assert dashboard["metadata"]["name"] in readme
