@@ -351,3 +351,34 @@ def test_readme_quickstart_creates_what_the_example_batch_and_the_install_name()
     # The dashboard the README points at is what the install creates.
     (dashboard,) = by_kind(objects(values), "ConfigMap")
     assert dashboard["metadata"]["name"] in readme
+
+
+@pytest.mark.parametrize(
+    ("values", "created_in", "named"),
+    [
+        ({}, set(), None),  # all namespaces: the chart cannot create it everywhere
+        ({"watchNamespaces": ["team-a"]}, {"team-a"}, WORKER_SA),
+        ({"worker": {"serviceAccount": {"create": False}}}, set(), WORKER_SA),  # made by you
+        (
+            {"watchNamespaces": ["team-a"], "worker": {"serviceAccount": {"name": ""}}},
+            set(),
+            None,
+        ),
+    ],
+)
+def test_worker_service_account_per_mode(
+    values: Obj, created_in: set[str], named: str | None
+) -> None:
+    objs = objects(values)
+    workers = [o for o in by_kind(objs, "ServiceAccount") if o["metadata"]["name"] == WORKER_SA]
+    assert {o["metadata"]["namespace"] for o in workers} == created_in
+    assert env_of(objs).get("AUDIOEXTRACT_WORKER_SERVICE_ACCOUNT") == named
+
+
+def test_operator_service_account_must_be_named_when_not_created() -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"serviceAccount\.name is required"):
+        render({"serviceAccount": {"create": False}})
+    objs = objects({"serviceAccount": {"create": False, "name": "mine"}, "rbac": {"create": False}})
+    assert not by_kind(objs, "ServiceAccount") and not by_kind(objs, "RoleBinding")
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mine"
