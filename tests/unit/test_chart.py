@@ -382,3 +382,19 @@ def test_operator_service_account_must_be_named_when_not_created() -> None:
     assert not by_kind(objs, "ServiceAccount") and not by_kind(objs, "RoleBinding")
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "mine"
+
+
+def test_packaged_chart_renders_like_the_directory(tmp_path: Path) -> None:
+    archive = helm.package(str(CHART), destination=str(tmp_path))
+    assert Path(archive).name == "audio-extract-operator-0.1.0.tgz"
+    values = every_feature(["team-a"])
+    with helm.Chart.load(archive) as packaged:
+        # .helmignore keeps the files the templates read and the Argo CD checks.
+        names = {f["name"] for f in packaged.files}
+        assert {"files/prometheus-rules.yaml", "files/dashboard.json", "README.md"} <= names
+        assert "argocd/argocd-cm.yaml" in names
+        out = packaged.render(
+            values, name="audio-extract-operator", namespace="audio-extract-system"
+        )
+    from_archive = {Path(k).name: v for k, v in out.items()}
+    assert from_archive == render(values)
