@@ -12,7 +12,9 @@ that ``kubectl apply -k deploy/`` installs exactly what ``helm install`` does:
 The CRDs are not part of deploy/: ``kubectl apply --server-side -f crds/`` installs them.
 ``charts/audio-extract-operator/argocd/argocd-cm.yaml`` carries the health.lua scripts
 for the argocd-cm ConfigMap, and the chart README's values table is made from
-values.yaml (defaults) and values.schema.json (descriptions).
+values.yaml (defaults) and values.schema.json (descriptions). In values.schema.json,
+``config.defaultDestination`` is generated from the API's Destination model, so a bad
+default destination is refused by ``helm install`` rather than by the operator.
 
 Usage: ``python -m tools.chart --write`` (``make deploy``) or ``--check`` (exit 1 and
 name the stale files; the unit tests run the same check).
@@ -26,6 +28,9 @@ from typing import Any
 
 import helm_python as helm
 import yaml
+
+from audioextract.api.crd import openapi_schema
+from audioextract.api.spec import Destination
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "audio-extract-operator"
@@ -113,6 +118,33 @@ def argocd_cm() -> str:
 
 
 VALUES_START, VALUES_END = "<!-- values:start -->", "<!-- values:end -->"
+SCHEMA = CHART / "values.schema.json"
+
+
+def _json_schema(node: Any) -> Any:
+    """A CRD (OpenAPI) schema as plain JSON Schema: no CEL, unknown keys refused."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    if out.get("type") == "object" and "properties" in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def values_schema() -> str:
+    """values.schema.json with config.defaultDestination generated from the API model."""
+    schema = json.loads(SCHEMA.read_text())
+    destination = _json_schema(openapi_schema(Destination))
+    # Empty means "no default"; otherwise exactly one kind (the CRD says it with CEL).
+    destination["maxProperties"] = 1
+    destination["description"] = (
+        "Destination of jobs that name none (as output.destination: exactly one of s3, "
+        "volume or url); empty: none. Generated from the API model."
+    )
+    schema["properties"]["config"]["properties"]["defaultDestination"] = destination
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
 def _rows(values: dict[str, Any], schema: dict[str, Any], prefix: str) -> list[str]:
@@ -131,7 +163,7 @@ def _rows(values: dict[str, Any], schema: dict[str, Any], prefix: str) -> list[s
 def values_table() -> str:
     """The chart README's table of every value: key, default, description."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    schema = json.loads((CHART / "values.schema.json").read_text())
+    schema = json.loads(values_schema())
     lines = ["| key | default | description |", "|---|---|---|", *_rows(values, schema, "")]
     return "\n".join(lines) + "\n"
 
@@ -149,6 +181,7 @@ def generated() -> dict[Path, str]:
     return {
         **deploy_files(),
         ARGOCD / "argocd-cm.yaml": argocd_cm(),
+        SCHEMA: values_schema(),
         CHART / "README.md": chart_readme(),
     }
 

@@ -233,6 +233,18 @@ def test_crd_check_covers_the_charts_copy(tmp_path: Path) -> None:
             {"config": {"defaultDestination": {"s3": {"bucket": "a"}, "url": "https://x"}}},
             "at '/config/defaultDestination': maxProperties: got 2, want 1",
         ),
+        (
+            {"config": {"defaultDestination": {"s3": {"bucket": "Audio_Bucket"}}}},
+            "at '/config/defaultDestination/s3/bucket': 'Audio_Bucket' does not match pattern",
+        ),
+        (
+            {"config": {"defaultDestination": {"s3": {"bucket": "audio", "acl": "public"}}}},
+            "at '/config/defaultDestination/s3': additional properties 'acl' not allowed",
+        ),
+        (
+            {"config": {"defaultDestination": {"volume": {"path": "out"}}}},
+            "at '/config/defaultDestination/volume': missing property 'claimName'",
+        ),
         ({"crds": {"enabled": "yes"}}, "at '/crds/enabled': got string, want boolean"),
         ({"rbac": {"extraRules": [{"resources": ["pods"]}]}}, "missing property 'verbs'"),
     ],
