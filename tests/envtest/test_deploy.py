@@ -248,11 +248,14 @@ def run_operator_with_chart_rbac(
     )
     chart_env = operator_env(system_ns, namespace)
     assert chart_env["AUDIOEXTRACT_WORKER_SERVICE_ACCOUNT"] == WORKER_SA
+    # Every setting the chart's Deployment sets (so the operator must accept them all),
+    # and what the Pod would get from the downward API; then what this test needs.
     env = {
+        **chart_env,
         "KUBECONFIG": str(kubeconfig),
         "POD_NAMESPACE": system_ns,
-        "AUDIOEXTRACT_LEASE_NAME": chart_env["AUDIOEXTRACT_LEASE_NAME"],
-        "AUDIOEXTRACT_WORKER_SERVICE_ACCOUNT": chart_env["AUDIOEXTRACT_WORKER_SERVICE_ACCOUNT"],
+        "AUDIOEXTRACT_METRICS_PORT": "0",  # any free port: tests run side by side
+        "AUDIOEXTRACT_RESYNC_SECONDS": "1",  # the TTL below is checked within seconds
         "AUDIOEXTRACT_DEFAULT_DESTINATION": DEST,
         "AUDIOEXTRACT_ALLOW_NETWORKS": "127.0.0.0/8",
     }
