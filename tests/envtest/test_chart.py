@@ -13,11 +13,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import helm_python as helm
 import kubernetes.client
 import pytest
 
 from tests.envtest.test_deploy import can_i, must, must_not
-from tests.support.chart import Obj, every_feature, objects
+from tests.support.chart import CHART, Obj, every_feature, objects
 from tests.support.controlplane import ControlPlane
 from tests.support.wait import wait_for
 
@@ -34,7 +35,8 @@ def prometheus_crds(control_plane: ControlPlane) -> None:
         # (kubectl wait fails outright on a CRD whose status is not written yet.)
         jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
         return all(
-            control_plane.kubectl("get", "crd", n, "-o", f"jsonpath={jsonpath}").stdout == "True"
+            control_plane.kubectl("get", "crd", n, "-o", f"jsonpath={jsonpath}", check=False).stdout
+            == "True"
             for n in names
         )
 
@@ -54,12 +56,18 @@ def watched(control_plane: ControlPlane, namespace: str) -> Iterator[str]:
 
 
 def install(cp: ControlPlane, namespace: str, release: str, objs: list[Obj]) -> None:
-    """Apply every rendered object server-side, as Helm would, and check no warning came back."""
+    """Apply every rendered object server-side, as Helm would, and check no warning came back.
+
+    The CRDs exist already (the ``crds`` fixture applied crds/, the same schemas): this
+    release's field manager takes over the labels that differ per release, and
+    :func:`uninstall` gives them back, so that the next release can own them.
+    """
     cp.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted")
     out = cp.kubectl(
         "apply",
         "--server-side",
-        "--field-manager=helm",
+        "--force-conflicts",
+        f"--field-manager=chart-{release}",
         "-f",
         "-",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}),
@@ -69,7 +77,7 @@ def install(cp: ControlPlane, namespace: str, release: str, objs: list[Obj]) -> 
     assert len(applied) == len(objs), out.stdout
 
 
-def uninstall(cp: ControlPlane, release: str) -> None:
+def uninstall(cp: ControlPlane, release: str, objs: list[Obj]) -> None:
     """The release's cluster-scoped objects (its namespaced ones go with the namespace)."""
     cp.kubectl(
         "delete",
@@ -77,6 +85,25 @@ def uninstall(cp: ControlPlane, release: str) -> None:
         "-l",
         f"app.kubernetes.io/instance={release}",
         "--ignore-not-found",
+    )
+    # The CRDs are kept: applying them empty drops what only this release's manager set.
+    bare = [
+        {
+            "apiVersion": o["apiVersion"],
+            "kind": o["kind"],
+            "metadata": {"name": o["metadata"]["name"]},
+        }
+        for o in objs
+        if o["kind"] == "CustomResourceDefinition"
+    ]
+    cp.kubectl(
+        "apply",
+        "--server-side",
+        "--validate=false",  # a partial object: the server merges it with the rest
+        f"--field-manager=chart-{release}",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": bare}),
     )
 
 
@@ -114,7 +141,7 @@ def test_default_install_on_a_restricted_namespace(
         assert can_i(cp, sa, "list", "batches.audioextract.dev", "-A")
         assert [c for c in must_not("default") if can_i(cp, sa, *c)] == []
     finally:
-        uninstall(cp, release)
+        uninstall(cp, release, objs)
 
 
 def test_every_feature_installs_and_a_namespaced_operator_gets_only_its_namespaces(
@@ -150,4 +177,70 @@ def test_every_feature_installs_and_a_namespaced_operator_gets_only_its_namespac
         )
         assert worker.automount_service_account_token is False
     finally:
-        uninstall(cp, release)
+        uninstall(cp, release, objs)
+
+
+def adopt_crds(cp: ControlPlane, names: list[str], release: str, namespace: str) -> None:
+    """Mark CRDs applied with kubectl as the release's, as docs/install.md says to."""
+    for name in names:
+        cp.kubectl("label", "--overwrite", "crd", name, "app.kubernetes.io/managed-by=Helm")
+        cp.kubectl(
+            "annotate",
+            "--overwrite",
+            "crd",
+            name,
+            f"meta.helm.sh/release-name={release}",
+            f"meta.helm.sh/release-namespace={namespace}",
+        )
+
+
+def test_helm_install_upgrade_uninstall_keeps_the_crds_and_the_batches(
+    controller_manager: ControlPlane, crds: list[str], namespace: str, watched: str
+) -> None:
+    """The real Helm release lifecycle (Helm v4's SDK) against the control plane."""
+    cp = controller_manager
+    release = "audio-extract-operator"
+    adopt_crds(cp, crds, release, namespace)
+    apps = kubernetes.client.AppsV1Api(cp.api_client)
+    custom = kubernetes.client.CustomObjectsApi(cp.api_client)
+    with helm.Config(kubeconfig_path=str(cp.kubeconfig), namespace=namespace) as cfg:
+        installed = cfg.install(str(CHART), release, {"watchNamespaces": [watched]})
+        assert installed["status"] == "deployed", installed
+        # The CRDs are part of the release (adopted), so only `keep` can save them below.
+        assert installed["manifest"].count("kind: CustomResourceDefinition") == len(crds)
+        for name in crds:
+            meta = json.loads(cp.kubectl("get", "crd", name, "-o", "json").stdout)["metadata"]
+            assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
+            assert meta["labels"]["helm.sh/chart"] == "audio-extract-operator-0.1.0"
+        operator_pods_admitted(cp, namespace, release, replicas=2)
+        assert cp.kubectl("get", "role", release, "-n", watched, "-o", "name").stdout.strip()
+        batch = {
+            "apiVersion": "audioextract.dev/v1alpha1",
+            "kind": "Batch",
+            "metadata": {"name": "survives-uninstall"},
+            "spec": {"jobs": [{"source": {"url": "https://media.example.com/a.mp4"}}]},
+        }
+        custom.create_namespaced_custom_object(
+            "audioextract.dev", "v1alpha1", watched, "batches", batch
+        )
+
+        upgraded = cfg.upgrade(str(CHART), release, {"replicaCount": 1}, reuse_values=True)
+        assert upgraded["revision"] == 2 and upgraded["status"] == "deployed"
+        deployment = apps.read_namespaced_deployment(release, namespace)
+        assert deployment.spec.replicas == 1 and deployment.spec.strategy.type == "Recreate"
+        # reuse_values kept the namespaced mode: still a Role there, no ClusterRoleBinding.
+        assert not cp.kubectl(
+            "get", "clusterrolebinding", release, "--ignore-not-found", "-o", "name"
+        ).stdout.strip()
+
+        cfg.uninstall(release)
+    assert not cp.kubectl(
+        "get", "deployment,role,rolebinding", "-n", namespace, "-o", "name"
+    ).stdout.strip()
+    assert not cp.kubectl("get", "role", "-n", watched, "-o", "name").stdout.strip()
+    # helm.sh/resource-policy: keep — the CRDs, and so every Batch, are still there.
+    for name in crds:
+        cp.kubectl("get", "crd", name)
+    assert custom.get_namespaced_custom_object(
+        "audioextract.dev", "v1alpha1", watched, "batches", "survives-uninstall"
+    )
