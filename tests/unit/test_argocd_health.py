@@ -83,3 +83,37 @@ def test_a_changed_spec_is_progressing_until_observed() -> None:
     }
     obj["status"]["observedGeneration"] = 2
     assert health("Batch", obj)["status"] == "Healthy"
+
+
+def kstatus(obj: dict[str, Any]) -> str:
+    """kstatus' generic reading of a custom resource (what Flux and kpt use)."""
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj["metadata"].get("generation"):
+        return "InProgress"
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or ()}
+    if conditions.get("Reconciling") == "True":
+        return "InProgress"
+    if conditions.get("Stalled") == "True":
+        return "Failed"
+    return "Current"
+
+
+# Argo CD's verdict next to kstatus' for the same object (docs/gitops.md's tables).
+AGREES = {
+    "Progressing": {"InProgress"},
+    "Healthy": {"Current"},
+    "Degraded": {"Failed"},
+    "Suspended": {"Current"},
+}
+
+
+# (Unknown, a phase from a newer operator, has no kstatus counterpart: kstatus reads
+# only the conditions.)
+@pytest.mark.parametrize(
+    ("kind", "case"),
+    [c for c in cases() if c.values[1]["healthStatus"]["status"] != "Unknown"],
+)
+def test_argo_cd_and_kstatus_agree(kind: str, case: dict[str, Any]) -> None:
+    obj = yaml.safe_load((HEALTH / kind / case["inputPath"]).read_text())
+    argo = case["healthStatus"]["status"]
+    assert kstatus(obj) in AGREES[argo], (argo, kstatus(obj))
