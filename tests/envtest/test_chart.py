@@ -218,7 +218,7 @@ def test_helm_install_upgrade_uninstall_keeps_the_crds_and_the_batches(
             "apiVersion": "audioextract.dev/v1alpha1",
             "kind": "Batch",
             "metadata": {"name": "survives-uninstall"},
-            "spec": {"jobs": [{"source": {"url": "https://media.example.com/a.mp4"}}]},
+            "spec": {"jobs": [{"name": "a", "source": {"url": "https://media.example.com/a.mp4"}}]},
         }
         custom.create_namespaced_custom_object(
             "audioextract.dev", "v1alpha1", watched, "batches", batch
