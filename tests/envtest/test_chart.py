@@ -199,7 +199,9 @@ def test_helm_install_upgrade_uninstall_keeps_the_crds_and_the_batches(
 ) -> None:
     """The real Helm release lifecycle (Helm v4's SDK) against the control plane."""
     cp = controller_manager
-    release = "audio-extract-operator"
+    # (Not the default name: deploy/'s tests leave their cluster-scoped objects behind.)
+    release = f"life-{namespace[-6:]}"
+    name = f"{release}-audio-extract-operator"
     adopt_crds(cp, crds, release, namespace)
     apps = kubernetes.client.AppsV1Api(cp.api_client)
     custom = kubernetes.client.CustomObjectsApi(cp.api_client)
@@ -208,12 +210,12 @@ def test_helm_install_upgrade_uninstall_keeps_the_crds_and_the_batches(
         assert installed["status"] == "deployed", installed
         # The CRDs are part of the release (adopted), so only `keep` can save them below.
         assert installed["manifest"].count("kind: CustomResourceDefinition") == len(crds)
-        for name in crds:
-            meta = json.loads(cp.kubectl("get", "crd", name, "-o", "json").stdout)["metadata"]
+        for crd in crds:
+            meta = json.loads(cp.kubectl("get", "crd", crd, "-o", "json").stdout)["metadata"]
             assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
             assert meta["labels"]["helm.sh/chart"] == "audio-extract-operator-0.1.0"
         operator_pods_admitted(cp, namespace, release, replicas=2)
-        assert cp.kubectl("get", "role", release, "-n", watched, "-o", "name").stdout.strip()
+        assert cp.kubectl("get", "role", name, "-n", watched, "-o", "name").stdout.strip()
         batch = {
             "apiVersion": "audioextract.dev/v1alpha1",
             "kind": "Batch",
@@ -226,11 +228,12 @@ def test_helm_install_upgrade_uninstall_keeps_the_crds_and_the_batches(
 
         upgraded = cfg.upgrade(str(CHART), release, {"replicaCount": 1}, reuse_values=True)
         assert upgraded["revision"] == 2 and upgraded["status"] == "deployed"
-        deployment = apps.read_namespaced_deployment(release, namespace)
+        deployment = apps.read_namespaced_deployment(name, namespace)
         assert deployment.spec.replicas == 1 and deployment.spec.strategy.type == "Recreate"
         # reuse_values kept the namespaced mode: still a Role there, no ClusterRoleBinding.
+        assert cp.kubectl("get", "role", name, "-n", watched, "-o", "name").stdout.strip()
         assert not cp.kubectl(
-            "get", "clusterrolebinding", release, "--ignore-not-found", "-o", "name"
+            "get", "clusterrolebinding", name, "--ignore-not-found", "-o", "name"
         ).stdout.strip()
 
         cfg.uninstall(release)
@@ -239,8 +242,8 @@ def test_helm_install_upgrade_uninstall_keeps_the_crds_and_the_batches(
     ).stdout.strip()
     assert not cp.kubectl("get", "role", "-n", watched, "-o", "name").stdout.strip()
     # helm.sh/resource-policy: keep — the CRDs, and so every Batch, are still there.
-    for name in crds:
-        cp.kubectl("get", "crd", name)
+    for crd in crds:
+        cp.kubectl("get", "crd", crd)
     assert custom.get_namespaced_custom_object(
         "audioextract.dev", "v1alpha1", watched, "batches", "survives-uninstall"
     )

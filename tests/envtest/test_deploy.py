@@ -32,7 +32,7 @@ import yaml
 from audioextract.webhooks.signing import generate_secret
 from tests.envtest.operator_process import OperatorProcess
 from tests.envtest.test_operator import DEST, GROUP, VERSION, batch_manifest, get, make_video
-from tests.support.chart import objects
+from tests.support.chart import every_feature, objects
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for
@@ -78,8 +78,10 @@ def chart_install(system_ns: str, watched: str) -> list[Obj]:
 
 
 def operator_env(system_ns: str, watched: str) -> dict[str, str]:
-    """The chart's Deployment environment for that install (plain values only)."""
+    """The chart's Deployment environment for that install with every setting given
+    (plain values only)."""
     values = {"watchNamespaces": [watched], "crds": {"enabled": False}}
+    values["config"] = every_feature()["config"]
     (deployment,) = [o for o in objects(values, namespace=system_ns) if o["kind"] == "Deployment"]
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     return {e["name"]: e["value"] for e in env if "value" in e}

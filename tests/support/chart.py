@@ -54,6 +54,13 @@ def every_feature(watch: list[str] | None = None) -> Obj:
         },
         "config": {
             "defaultDestination": {"s3": {"bucket": "audio", "prefix": "out"}},
+            "maxConcurrentJobs": 5,
+            "maxJobsPerBatch": 100,
+            "defaultRequests": {"cpu": "250m", "memory": "128Mi"},
+            "defaultLimits": {"memory": "768Mi"},
+            "tempSizeLimit": "1Gi",
+            "resyncSeconds": 30,
+            "leaseDurationSeconds": 20,
             "allowNetworks": "10.0.0.0/8",
             "s3": {
                 "credentialsSecret": "audio-s3",

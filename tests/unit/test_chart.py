@@ -155,6 +155,14 @@ def test_operator_pod_is_restricted_probed_and_configured() -> None:
         "s3": {"bucket": "audio", "prefix": "out"}
     }
     assert env["AUDIOEXTRACT_S3_CREDENTIALS_SECRET"] == "audio-s3"
+    assert env["AUDIOEXTRACT_MAX_CONCURRENT_JOBS"] == "5"
+    assert json.loads(env["AUDIOEXTRACT_DEFAULT_REQUESTS"]) == {"cpu": "250m", "memory": "128Mi"}
+    assert env["AUDIOEXTRACT_TEMP_SIZE_LIMIT"] == "1Gi"
+    assert env["AUDIOEXTRACT_LEASE_DURATION_SECONDS"] == "20"
+    # Unset settings leave the operator's own defaults (docs/settings.md), not a copy.
+    defaults = env_of(objects())
+    for name in ("MAX_CONCURRENT_JOBS", "MAX_JOBS_PER_BATCH", "DEFAULT_REQUESTS", "RESYNC_SECONDS"):
+        assert f"AUDIOEXTRACT_{name}" not in defaults
     assert env["AUDIOEXTRACT_WEBHOOK_TIMEOUT"] == "10"
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     # One replica: no two versions side by side during an upgrade.
