@@ -313,6 +313,8 @@ def run_operator_with_chart_rbac(
         assert lease.spec.holder_identity, lease
         reasons = {e.reason for e in core.list_namespaced_event(namespace).items}
         assert {"ChildrenCreated", "JobSucceeded"} <= reasons, reasons
+        # The tasks went into Secrets the operator may create, not into the Jobs' env.
+        assert "TaskSecretForbidden" not in reasons, reasons
         assert op.alive(), op.log()[-5000:]
     # Both worker Pods ran under the worker ServiceAccount, which has no token to mount.
     assert len(pods.seen) >= 2 and set(pods.seen.values()) == {WORKER_SA}, pods.seen
@@ -340,6 +342,7 @@ def must(ns: str) -> list[tuple[str, ...]]:
         ("delete", "jobs.batch", "-n", ns),
         ("list", "pods", "-n", ns),
         ("get", "secrets", "-n", ns),
+        ("create", "secrets", "-n", ns),  # the task Secret of each run
         ("create", "events", "-n", ns),
     ]
 
@@ -349,7 +352,8 @@ def must_not(ns: str) -> list[tuple[str, ...]]:
         ("create", "pods", "-n", ns),
         ("delete", "pods", "-n", ns),
         ("list", "secrets", "-n", ns),
-        ("create", "secrets", "-n", ns),
+        ("update", "secrets", "-n", ns),
+        ("delete", "secrets", "-n", ns),
         ("create", "batches.audioextract.dev", "-n", ns),
         ("patch", "batches.audioextract.dev", "-n", ns),  # the spec is the user's
         ("update", "jobs.batch", "-n", ns),
