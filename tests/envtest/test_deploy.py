@@ -341,6 +341,7 @@ def must(ns: str) -> list[tuple[str, ...]]:
         ("create", "jobs.batch", "-n", ns),
         ("delete", "jobs.batch", "-n", ns),
         ("list", "pods", "-n", ns),
+        ("watch", "pods", "-n", ns),
         ("get", "secrets", "-n", ns),
         ("create", "secrets", "-n", ns),  # the task Secret of each run
         ("create", "events", "-n", ns),
