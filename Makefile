@@ -36,6 +36,7 @@ lint: venv
 	$(BIN)/ruff check operator tests bench demo
 	$(BIN)/ruff format --check operator tests bench demo
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff format operator tests bench demo
