@@ -75,8 +75,26 @@ def _walk(schema: Schema, value: Any, parts: list[Any]) -> Iterator[SchemaError]
             for key, item in value.items():
                 yield from _walk(schema["additionalProperties"], item, [*parts, key])
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        yield from _list_type_errors(schema, value, parts)
         for index, item in enumerate(value):
             yield from _walk(schema["items"], item, [*parts, index])
+
+
+def _list_type_errors(schema: Schema, value: list[Any], parts: list[Any]) -> Iterator[SchemaError]:
+    """Repeated keys of a ``map`` list (or items of a ``set``), as the API server words them."""
+    list_type = schema.get("x-kubernetes-list-type")
+    if list_type not in ("map", "set"):
+        return
+    seen: list[Any] = []
+    for index, item in enumerate(value):
+        if list_type == "map":
+            keys = schema.get("x-kubernetes-list-map-keys", [])
+            key: Any = {k: item.get(k) for k in keys} if isinstance(item, dict) else item
+        else:
+            key = item
+        if key in seen:
+            yield SchemaError(field_path([*parts, index]), f"Duplicate value: {key!r}")
+        seen.append(key)
 
 
 def validate(crd: Schema, obj: Any) -> list[SchemaError]:
