@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # The image builder of images/*/Dockerfile (kept plain); `make e2e` loads the result into kind.
 IMAGE_BUILD ?= docker build
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover demo e2e
+.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover bench-operator demo e2e
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -58,3 +58,8 @@ clean:
 # Operator failover (Lease hand-over) on the real control plane; needs KUBEBUILDER_ASSETS or .cache/k8s.
 bench-failover: venv
 	PYTHONPATH=. $(BIN)/python bench/failover.py $(BENCH_ARGS)
+
+# Operator at scale vs a plain 16-thread client on the real control plane (docs/performance.md);
+# BENCH_ARGS=--quick for a run of about a minute.
+bench-operator: venv
+	$(BIN)/python -m bench.operator $(BENCH_ARGS)
