@@ -189,7 +189,7 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
 def test_invalid_batch_fails_with_a_condition_naming_the_field(
     namespace: str, operator: OperatorProcess, custom: Any
 ) -> None:
-    jobs = [{"source": {"url": f"https://example.com/{i}.mp4"}} for i in range(11)]
+    jobs = [{"name": f"j{i}", "source": {"url": f"https://example.com/{i}.mp4"}} for i in range(11)]
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "batches", batch_manifest("too-big", jobs)
     )
