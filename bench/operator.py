@@ -676,6 +676,16 @@ def markdown(results: Obj) -> str:
     ok = [r for r in runs if "timed_out_after" not in r]
     all_jobs = _med([r["all_jobs_exist_seconds"] for r in ok])
     lines = [
+        "`bench/operator.py` on the real control plane (etcd, kube-apiserver, "
+        "kube-controller-manager with the real Job controller and garbage collector) and an "
+        "instant kubelet that completes every Pod at once with a valid worker result. API "
+        "requests are counted at the API server from its audit log, per user: the operator "
+        "and the floor client have their own tokens. The floor is a plain `kubernetes` "
+        "client on 16 threads doing, in another namespace of the same run, the creates "
+        "(one ExtractionJob and one Job per job) and status patches (two per ExtractionJob) "
+        "of a fan-out. Lag = the longest time between a child's end (seen by a watch) and "
+        "the first Batch status counting it.",
+        "",
         f"Measured {results['started']} ({results['mode']} mode) on {m['cpu_model']}, "
         f"{m['cpus']} CPUs, {m['kube_apiserver']}, Python {m['python']}; load average "
         f"{m['loadavg_start'][0]:.1f} at the start and {results['loadavg_end'][0]:.1f} at the "
