@@ -60,6 +60,6 @@ bench-failover: venv
 	PYTHONPATH=. $(BIN)/python bench/failover.py $(BENCH_ARGS)
 
 # Operator at scale vs a plain 16-thread client on the real control plane (docs/performance.md);
-# BENCH_ARGS=--quick for a run of about a minute.
+# BENCH_ARGS=--quick for a run of a minute or two (50 jobs, 500 finished objects).
 bench-operator: venv
 	$(BIN)/python -m bench.operator $(BENCH_ARGS)

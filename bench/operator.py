@@ -1,7 +1,7 @@
 """Operator scale benchmark on a real control plane (KUBEBUILDER_ASSETS), with its floor.
 
     make bench-operator                       # 1 Batch x 1,000 jobs (3 runs), idle with 10,000
-    make bench-operator BENCH_ARGS=--quick    # the same at 100 jobs / 1,000 idle, about a minute
+    make bench-operator BENCH_ARGS=--quick    # the same at 50 jobs / 500 idle, a minute or two
     .venv/bin/python -m bench.operator --jobs 500 --runs 3 --idle-objects 5000
 
 (Run it as a module: as a script, its own directory would come first on sys.path and
@@ -796,7 +796,7 @@ def _commit() -> str:
 def main() -> None:
     """Run the scenarios, print the Markdown, write the raw JSON and the docs section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 jobs, 1,000 idle, about a minute")
+    parser.add_argument("--quick", action="store_true", help="50 jobs, 500 idle, a minute or two")
     parser.add_argument("--jobs", type=int, default=None, help="jobs in the Batch (1000)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--idle-objects", type=int, default=None, help="finished EJs (10000)")
@@ -816,9 +816,9 @@ def main() -> None:
         write_docs(text)
         return
     quick = args.quick
-    args.jobs = args.jobs or (100 if quick else 1000)
+    args.jobs = args.jobs or (50 if quick else 1000)
     args.idle_objects = args.idle_objects or (10 * args.jobs)
-    args.idle_seconds = args.idle_seconds or (15.0 if quick else 60.0)
+    args.idle_seconds = args.idle_seconds or (10.0 if quick else 60.0)
     results: Obj = {
         "mode": "quick" if quick else "full",
         "args": vars(args),
@@ -866,7 +866,7 @@ def main() -> None:
                 print(f"cloning {copies} x {args.jobs} finished children ...", flush=True)
                 made = clone_finished(cp, last, copies, "idle") + args.jobs
                 op.start()
-                quiet = 10.0 if quick else 20.0
+                quiet = 5.0 if quick else 20.0
                 settled = settle(cp, quiet, 300)
                 row = idle(cp, op, args.idle_seconds)
                 row.update(finished_objects=made, settle_seconds=settled, quiet_seconds=quiet)
