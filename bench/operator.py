@@ -235,6 +235,7 @@ def run_floor(cp: AuditedControlPlane, jobs: int) -> Obj:
     client = cp.client_for(FLOOR_USER)
     custom: Any = kubernetes.client.CustomObjectsApi(client)
     batch_api: Any = kubernetes.client.BatchV1Api(client)
+    core_api: Any = kubernetes.client.CoreV1Api(client)
     body = batch_body("floor", jobs)
     spec_jobs = body["spec"]["jobs"]
     custom.create_namespaced_custom_object(GROUP, VERSION, FLOOR_NS, "batches", body)
@@ -249,6 +250,14 @@ def run_floor(cp: AuditedControlPlane, jobs: int) -> Obj:
             "spec": {"source": job["source"], "output": {"format": "mp3"}},
         }
         custom.create_namespaced_custom_object(GROUP, VERSION, FLOOR_NS, "extractionjobs", ej)
+        # The operator hands each run its task in a Secret: the floor creates one too.
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{name}-1-task"},
+            "stringData": {"task.json": json.dumps({"name": name, "source": job["source"]})},
+        }
+        core_api.create_namespaced_secret(FLOOR_NS, secret, _preload_content=False)
         batch_api.create_namespaced_job(FLOOR_NS, floor_job(f"{name}-1"), _preload_content=False)
 
     def patch(i: int) -> None:
@@ -288,7 +297,7 @@ def run_floor(cp: AuditedControlPlane, jobs: int) -> Obj:
     return {
         "jobs": jobs,
         "creates_seconds": creates,
-        "creates_per_second": 2 * jobs / creates,
+        "creates_per_second": 3 * jobs / creates,
         "status_patches_seconds": patches,
         "status_patches_per_second": 2 * jobs / patches,
     }
@@ -682,7 +691,8 @@ def markdown(results: Obj) -> str:
         "requests are counted at the API server from its audit log, per user: the operator "
         "and the floor client have their own tokens. The floor is a plain `kubernetes` "
         "client on 16 threads doing, in another namespace of the same run, the creates "
-        "(one ExtractionJob and one Job per job) and status patches (two per ExtractionJob) "
+        "(one ExtractionJob, one task Secret and one Job per job) and status patches (two "
+        "per ExtractionJob) "
         "of a fan-out. Lag = the longest time between a child's end (seen by a watch) and "
         "the first Batch status counting it.",
         "",
@@ -699,7 +709,7 @@ def markdown(results: Obj) -> str:
         "| figure | operator | floor (16 threads, plain client) | target |",
         "|---|---:|---:|---|",
         f"| all {n} Jobs exist | {_fmt(all_jobs)} | {_fmt(f['creates_seconds'])} "
-        f"({f['creates_per_second']:.0f} creates/s: {n} ExtractionJobs + {n} Jobs) | ≤ 1.5x floor |",
+        f"({f['creates_per_second']:.0f} creates/s: {n} ExtractionJobs, task Secrets and Jobs) | ≤ 1.5x floor |",
         f"| ratio to floor | {_fmt(all_jobs / f['creates_seconds'] if all_jobs else None, 'x')} | 1 | ≤ 1.5 |",
         f"| last Job complete → Batch final | "
         f"{_fmt(_med([r['last_job_complete_to_final_seconds'] for r in ok]))} | — | ≤ 1 s |",
@@ -709,7 +719,7 @@ def markdown(results: Obj) -> str:
         f"{_fmt(_med([float(r['batch_status_versions']) for r in ok]), '', 0)} | — | — |",
         f"| API writes per job (audit log, Events included) | "
         f"{_fmt(_med([r['writes_per_job'] for r in ok]), '')} | "
-        f"{(2 * n + 2 * n) / n:.0f} (2 creates + 2 status patches) | ≤ 5 |",
+        f"{(3 * n + 2 * n) / n:.0f} (3 creates + 2 status patches) | ≤ 5 |",
         f"| Batch created → final | {_fmt(_med([r['batch_final_seconds'] for r in ok]))} | — | — |",
         "",
     ]
