@@ -59,15 +59,25 @@ class GuardPolicy:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if any(ip in net for net in self.blocked):
-            raise BlockedAddressError(f"address {ip} is link-local or a cloud metadata address")
+            raise BlockedAddressError(
+                f"address {ip} is link-local or a cloud metadata address "
+                f"(never allowed, not even through {ALLOW_ENV})"
+            )
         if any(ip.version == net.version and ip in net for net in self.allow_networks):
             return
         if ip.is_loopback or ip.is_unspecified:
-            raise BlockedAddressError(f"address {ip} is loopback or unspecified")
+            raise BlockedAddressError(
+                f"address {ip} is loopback or unspecified "
+                f"(list its network in {ALLOW_ENV} to allow it)"
+            )
         if ip.is_multicast or ip.is_reserved:
-            raise BlockedAddressError(f"address {ip} is multicast or reserved")
+            raise BlockedAddressError(
+                f"address {ip} is multicast or reserved (list its network in {ALLOW_ENV} to allow it)"
+            )
         if self.deny_private and ip.is_private:
-            raise BlockedAddressError(f"address {ip} is in a private range")
+            raise BlockedAddressError(
+                f"address {ip} is in a private range (list its network in {ALLOW_ENV} to allow it)"
+            )
 
 
 def parse_networks(text: str) -> tuple[IPNetwork, ...]:
