@@ -7,6 +7,7 @@ import pytest
 from audioextract.api.constants import ErrorCode, Format
 from audioextract.api.spec import Loudness, Output
 from audioextract.api.status import JobError, JobResult
+from audioextract.api.validation import output_filename
 from audioextract.worker import loudness
 from audioextract.worker.command import (
     CARRIED_LAYOUTS,
@@ -17,7 +18,6 @@ from audioextract.worker.command import (
     build_measure_command,
     loudness_targets,
     muxer_tags,
-    output_filename,
     parse_ebur128,
     plan_encode,
     plan_layout,

@@ -22,6 +22,7 @@ from audioextract.api.constants import (
 from audioextract.api.defaults import job_key
 from audioextract.api.spec import BatchSpec
 from audioextract.api.status import BatchStatus
+from audioextract.api.validation import check_batch_outputs
 from audioextract.handlers import events
 from audioextract.handlers.context import Context, Obj, World
 from audioextract.handlers.extractionjob import (
@@ -143,6 +144,7 @@ async def prepare_batch(ctx: Context, world: World, batch: Obj) -> Prepared:
                 f"spec.jobs: {len(spec.jobs)} jobs exceed the operator's maxJobsPerBatch "
                 f"({ctx.settings.max_jobs_per_batch})"
             )
+        check_batch_outputs(meta["name"], spec, ctx.settings.default_destination, child_name)
     except (ValidationError, ValueError) as exc:
         message = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
         new = invalid_spec_status(status, message, generation=generation, now=ctx.now)

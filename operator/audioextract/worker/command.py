@@ -13,6 +13,7 @@ import ffmpeg
 from audioextract.api.constants import Format, Quality
 from audioextract.api.defaults import DEFAULT_LOUDNESS, DEFAULT_QUALITY
 from audioextract.api.spec import Loudness, Output
+from audioextract.api.validation import FORMAT_EXTENSIONS
 from audioextract.worker.loudness import Measurement
 
 # Demuxers a source may use. Left out on purpose: hls, dash, concat, image2,
@@ -61,16 +62,32 @@ class FormatSpec:
 
 
 FORMATS: dict[Format, FormatSpec] = {
-    Format.MP3: FormatSpec("libmp3lame", "mp3", ".mp3", False, frozenset({"mp3"})),
+    Format.MP3: FormatSpec(
+        "libmp3lame", "mp3", FORMAT_EXTENSIONS[Format.MP3], False, frozenset({"mp3"})
+    ),
     # A .aac file is raw ADTS, which every player expects from that extension;
     # m4a is the same codec in an MP4 (iPod) container.
-    Format.AAC: FormatSpec("aac", "adts", ".aac", False, frozenset({"aac"})),
-    Format.M4A: FormatSpec("aac", "ipod", ".m4a", False, frozenset({"aac"})),
-    Format.FLAC: FormatSpec("flac", "flac", ".flac", True, frozenset({"flac"})),
-    Format.WAV: FormatSpec("pcm_s16le", "wav", ".wav", True, frozenset({"pcm_s16le", "pcm_s24le"})),
-    Format.OPUS: FormatSpec("libopus", "opus", ".opus", False, frozenset({"opus"})),
-    Format.OGG: FormatSpec("libvorbis", "ogg", ".ogg", False, frozenset({"vorbis"})),
-    Format.ALAC: FormatSpec("alac", "ipod", ".m4a", True, frozenset({"alac"})),
+    Format.AAC: FormatSpec("aac", "adts", FORMAT_EXTENSIONS[Format.AAC], False, frozenset({"aac"})),
+    Format.M4A: FormatSpec("aac", "ipod", FORMAT_EXTENSIONS[Format.M4A], False, frozenset({"aac"})),
+    Format.FLAC: FormatSpec(
+        "flac", "flac", FORMAT_EXTENSIONS[Format.FLAC], True, frozenset({"flac"})
+    ),
+    Format.WAV: FormatSpec(
+        "pcm_s16le",
+        "wav",
+        FORMAT_EXTENSIONS[Format.WAV],
+        True,
+        frozenset({"pcm_s16le", "pcm_s24le"}),
+    ),
+    Format.OPUS: FormatSpec(
+        "libopus", "opus", FORMAT_EXTENSIONS[Format.OPUS], False, frozenset({"opus"})
+    ),
+    Format.OGG: FormatSpec(
+        "libvorbis", "ogg", FORMAT_EXTENSIONS[Format.OGG], False, frozenset({"vorbis"})
+    ),
+    Format.ALAC: FormatSpec(
+        "alac", "ipod", FORMAT_EXTENSIONS[Format.ALAC], True, frozenset({"alac"})
+    ),
 }
 
 # VBR presets per codec. ffmpeg's native AAC encoder's VBR mode is experimental and
@@ -269,13 +286,6 @@ class InputSpec:
 def bitrate_bps(text: str) -> int:
     """``"192k"`` as bits per second."""
     return int(text.removesuffix("k")) * 1000
-
-
-def output_filename(output: Output, task_name: str) -> str:
-    """output.filename or the task's name, with the format's extension added when missing."""
-    spec = FORMATS[Format(output.format or Format.MP3)]
-    name = output.filename or task_name
-    return name if name.lower().endswith(spec.extension) else name + spec.extension
 
 
 def _wants_processing(output: Output, src: AudioInfo) -> list[str]:

@@ -13,6 +13,7 @@ from audioextract.api.constants import ErrorCode, Format
 from audioextract.api.spec import Loudness
 from audioextract.api.status import JobResult, LoudnessResult
 from audioextract.api.task import Task
+from audioextract.api.validation import output_filename
 from audioextract.urlguard import BlockedAddressError, check_url
 from audioextract.worker import loudness, process
 from audioextract.worker.command import (
@@ -25,7 +26,6 @@ from audioextract.worker.command import (
     build_measure_command,
     loudness_targets,
     muxer_tags,
-    output_filename,
     parse_ebur128,
     plan_encode,
 )

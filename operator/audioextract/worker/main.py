@@ -21,6 +21,7 @@ from audioextract.api.constants import ErrorCode
 from audioextract.api.errors import EXIT_CODES, EXIT_CRASHED, EXIT_OK
 from audioextract.api.status import JobError, JobResult
 from audioextract.api.task import Task
+from audioextract.api.validation import parse_input_json
 from audioextract.worker import process
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger
@@ -102,7 +103,7 @@ def _load_task(path: str | None) -> Task:
         text = os.environ.get(TASK_ENV, "")
         if not text:
             raise ValueError(f"no task: pass --task FILE or set {TASK_ENV}")
-    return Task.model_validate_json(text)
+    return parse_input_json(Task, text)
 
 
 def _write_result(where: str, text: str, log: JsonLogger) -> None:
