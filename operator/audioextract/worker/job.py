@@ -39,6 +39,7 @@ from audioextract.worker.result import (
     ESTIMATED_DURATION_FORMATS,
     as_float,
     as_int,
+    declared_duration,
     output_facts,
     sha256_file,
 )
@@ -577,7 +578,9 @@ def finish(ctx: Context, encoded: Encoded) -> JobResult:
     if not any(s.get("codec_type") == "audio" for s in data.get("streams", [])):
         raise WorkerError(ErrorCode.ENCODE_FAILED, "the output has no audio stream")
     decoded = encoded.decoded_seconds
-    if decoded is None and fmt in ESTIMATED_DURATION_FORMATS:
+    if decoded is None and (fmt in ESTIMATED_DURATION_FORMATS or not declared_duration(data)):
+        # No duration in the header (a stream-copied FLAC without a sample count) or
+        # only an estimate (ADTS): decode the output to know.
         _, decoded = decode_output(ctx, path, measure=False)
     facts = output_facts(path, fmt, data, decoded)
     digest = sha256_file(path)

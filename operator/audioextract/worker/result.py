@@ -49,13 +49,24 @@ def average_bitrate(size_bytes: int, seconds: float) -> int | None:
     return round(size_bytes * 8 / seconds) if seconds > 0 else None
 
 
+def declared_duration(probe: dict[str, Any]) -> float | None:
+    """The duration the output's header declares; None when it declares none (or 0)."""
+    streams = [s for s in probe.get("streams", []) if s.get("codec_type") == "audio"]
+    stream = streams[0] if streams else {}
+    return (
+        as_float(stream.get("duration"))
+        or as_float(probe.get("format", {}).get("duration"))
+        or None
+    )
+
+
 def output_facts(
     path: Path, fmt: Format, probe: dict[str, Any], decoded_seconds: float | None
 ) -> OutputFacts:
     """Combine ffprobe's view of the output with what decoding it measured."""
     streams = [s for s in probe.get("streams", []) if s.get("codec_type") == "audio"]
-    stream, container = streams[0], probe.get("format", {})
-    declared = as_float(stream.get("duration")) or as_float(container.get("duration")) or 0.0
+    stream = streams[0]
+    declared = declared_duration(probe) or 0.0
     duration = decoded_seconds if decoded_seconds is not None else declared
     rate = as_int(stream.get("sample_rate")) or 0
     if fmt == Format.OPUS:
