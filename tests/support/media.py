@@ -203,7 +203,8 @@ _LAYOUT_CHANNELS = {
 }
 
 
-def _ffmpeg(*args: str) -> None:
+def run_ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly with ``args``; fails the test when ffmpeg does."""
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
@@ -215,7 +216,7 @@ def surround(directory: Path, layout: str, seconds: float = 1.0) -> Path:
             f"0.25*sin(2*PI*{150 + 110 * i}*t)+0.02*(random({i})-0.5)"
             for i in range(_LAYOUT_CHANNELS[layout])
         )
-        _ffmpeg(
+        run_ffmpeg(
             "-f",
             "lavfi",
             "-i",
@@ -229,7 +230,7 @@ def dynamic(directory: Path, seconds: int = 9) -> Path:
     """Pink noise with loud and quiet sections (about 18 dB apart, LRA near 9 LU), FLAC in MKV."""
     path = directory / "dynamic.mkv"
     if not path.exists():
-        _ffmpeg(
+        run_ffmpeg(
             "-f",
             "lavfi",
             "-i",
@@ -247,7 +248,7 @@ def lavfi_wav(directory: Path, name: str, source: str) -> Path:
     """A WAV from a lavfi audio source expression (for silence, clicks, short clips)."""
     path = directory / name
     if not path.exists():
-        _ffmpeg("-f", "lavfi", "-i", source, "-ac", "2", str(path))
+        run_ffmpeg("-f", "lavfi", "-i", source, "-ac", "2", str(path))
     return path
 
 

@@ -1,12 +1,12 @@
 """Common containers are read; what can reach other files or URLs is refused (docs/worker.md)."""
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from audioextract.worker.command import ALLOWED_DEMUXERS
 from audioextract.worker.errors import WorkerError
+from tests.support import media as m
 from tests.worker.conftest import InProcess, media
 
 TONE = "aevalsrc=exprs='0.2*sin(2*PI*440*t)+0.02*(random(0)-0.5)':sample_rate=44100:d=1.5"
@@ -39,22 +39,7 @@ CONTAINERS = {
 def _make(directory: Path, name: str, options: list[str]) -> Path:
     path = directory / f"container-{name}"
     if not path.exists():
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                TONE,
-                *options,
-                str(path),
-            ],
-            check=True,
-        )
+        m.run_ffmpeg("-f", "lavfi", "-i", TONE, *options, str(path))
     return path
 
 

@@ -1,7 +1,5 @@
 """Tags read back with ffprobe in every format; result figures that match the file."""
 
-import subprocess
-
 import pytest
 
 from audioextract.api.constants import Format
@@ -26,26 +24,18 @@ def tagged_source(in_process: InProcess) -> str:
     """An MP4 with metadata of its own: a title, a language, brands."""
     path = in_process.media_dir / "tagged.mp4"
     if not path.exists():
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-i",
-                str(in_process.media_dir / "av.mp4"),
-                "-c",
-                "copy",
-                "-metadata",
-                "title=Source Title",
-                "-metadata",
-                "copyright=source",
-                "-metadata:s:a:0",
-                "language=fre",
-                str(path),
-            ],
-            check=True,
+        m.run_ffmpeg(
+            "-i",
+            str(in_process.media_dir / "av.mp4"),
+            "-c",
+            "copy",
+            "-metadata",
+            "title=Source Title",
+            "-metadata",
+            "copyright=source",
+            "-metadata:s:a:0",
+            "language=fre",
+            str(path),
         )
     return path.name
 
