@@ -186,6 +186,30 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
     )
 
 
+def test_two_jobs_writing_one_object_fail_naming_both(
+    namespace: str, operator: OperatorProcess, custom: Any
+) -> None:
+    jobs = [
+        {"name": n, "source": {"url": f"https://example.com/{n}.mp4"}, "output": {"filename": "x"}}
+        for n in ("a", "b")
+    ]
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "batches", batch_manifest("same-output", jobs)
+    )
+
+    def failed() -> dict[str, Any] | None:
+        b = get(custom, namespace, "batches", "same-output")
+        return b if (b.get("status") or {}).get("phase") == "Failed" else None
+
+    batch = wait_for(failed, timeout=30, interval=0.3, what="Batch Failed")
+    stalled = {c["type"]: c for c in batch["status"]["conditions"]}["Stalled"]
+    assert stalled["reason"] == "InvalidSpec"
+    assert "spec.jobs[1] (b) and spec.jobs[0] (a) both write" in stalled["message"]
+    assert not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs")[
+        "items"
+    ]
+
+
 def test_invalid_batch_fails_with_a_condition_naming_the_field(
     namespace: str, operator: OperatorProcess, custom: Any
 ) -> None:

@@ -4,7 +4,8 @@ import pytest
 
 from audioextract.api.constants import Format
 from tests.support import media as m
-from tests.worker.conftest import InProcess, media
+from tests.support import s3
+from tests.worker.conftest import InProcess, RunWorker, media
 
 TAGS = {
     "title": "Épisode 42",
@@ -82,3 +83,20 @@ def test_adts_duration_is_measured_by_decoding(in_process: InProcess) -> None:
     result = in_process(media("flac.mkv"), {"format": "aac", "bitrate": "96k"})
     decoded = m.decoded_seconds(in_process.path(result))
     assert result.duration_seconds == pytest.approx(decoded, abs=0.002)
+
+
+def test_rerun_replaces_its_own_object_and_says_so(in_process: InProcess) -> None:
+    first = in_process(media("flac.mkv"), {"format": "flac"}, name="again")
+    assert first.replaced is None
+    second = in_process(media("flac.mkv"), {"format": "flac"}, name="again")
+    assert second.replaced is True and second.uri == first.uri
+
+
+def test_rerun_to_s3_says_so(run_worker: RunWorker, s3_endpoint: str) -> None:
+    client = s3.client(s3_endpoint)
+    client.create_bucket(Bucket="rerun")
+    dest = {"s3": {"bucket": "rerun", "prefix": "a/", "endpoint": s3_endpoint}}
+    first = run_worker(media("flac.mkv"), {"format": "mp3", "destination": dest}, name="x")
+    second = run_worker(media("flac.mkv"), {"format": "mp3", "destination": dest}, name="x")
+    assert "replaced" not in first.result and second.result["replaced"] is True, second.result
+    assert any(e["event"] == "overwrite" for e in second.logs())

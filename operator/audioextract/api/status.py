@@ -100,6 +100,11 @@ class JobResult(Model):
         default=None, description="Normalisation figures and method, when normalize is true."
     )
     stream_copied: bool = Field(description="True when the audio was copied without re-encoding.")
+    replaced: bool | None = Field(
+        default=None,
+        description="True when an object of the same name existed and was replaced "
+        "(an earlier attempt or run of this job; docs/worker.md, Overwrites).",
+    )
 
 
 class JobError(Model):

@@ -29,7 +29,7 @@ from audioextract.worker.command import (
     parse_ebur128,
     plan_encode,
 )
-from audioextract.worker.destinations import deliver
+from audioextract.worker.destinations import already_there, deliver
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, ProgressReporter, redact_url
 from audioextract.worker.loudness import Measurement
@@ -587,6 +587,13 @@ def finish(ctx: Context, encoded: Encoded) -> JobResult:
     size = path.stat().st_size
     filename = output_filename(output, ctx.task.name)
     assert output.destination is not None
+    replaced = already_there(output.destination, filename, ctx.volumes)
+    if replaced:
+        ctx.log.warning(
+            "overwrite",
+            filename=filename,
+            reason="an object of this name exists (an earlier attempt or run of this job): replaced",
+        )
     uri = deliver(path, output.destination, filename, fmt, ctx.volumes, ctx.net, ctx.log)
     return JobResult(
         uri=uri,
@@ -602,6 +609,7 @@ def finish(ctx: Context, encoded: Encoded) -> JobResult:
         loudness_lufs=encoded.loudness.integrated_lufs if encoded.loudness else None,
         loudness=encoded.loudness,
         stream_copied=plan.stream_copy,
+        replaced=replaced or None,
     )
 
 
