@@ -223,7 +223,11 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
             f"but the source has {len(streams)} audio stream(s)",
         )
     stream = streams[track]
-    duration = _float(stream.get("duration")) or _float(data.get("format", {}).get("duration"))
+    # The audio track's own duration (MP4 track, Matroska's per-track DURATION tag),
+    # else the container's, which is the longest of its tracks.
+    own = _float(stream.get("duration")) or _tag_seconds(stream.get("tags", {}).get("DURATION"))
+    duration = own or _float(data.get("format", {}).get("duration"))
+    others = [s for s in data.get("streams", []) if s is not stream]
     if duration is not None and duration > ctx.settings.max_media_seconds:
         raise WorkerError(
             ErrorCode.INPUT_TOO_LARGE,
@@ -239,7 +243,10 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
         bits=bits,
         duration=duration,
         layout=str(layout) if layout else None,
-        duration_estimated=bool(set(container.split(",")) & RAW_STREAM_DEMUXERS),
+        # Raw streams estimate from the bitrate; a container's duration may be a
+        # longer video's: neither can prove a truncation of the audio.
+        duration_estimated=bool(set(container.split(",")) & RAW_STREAM_DEMUXERS)
+        or (own is None and bool(others)),
     )
     if info.sample_rate <= 0 or info.channels <= 0 or info.codec == "unknown":
         raise WorkerError(
@@ -611,6 +618,17 @@ def finish(ctx: Context, encoded: Encoded) -> JobResult:
         stream_copied=plan.stream_copy,
         replaced=replaced or None,
     )
+
+
+def _tag_seconds(value: Any) -> float | None:
+    """Matroska's DURATION tag (``00:00:04.000000000``) in seconds."""
+    if not isinstance(value, str) or value.count(":") != 2:
+        return None
+    hours, minutes, seconds = value.split(":")
+    try:
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 _int = as_int
