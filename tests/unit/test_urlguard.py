@@ -58,3 +58,20 @@ def test_check_url_resolves_and_pins() -> None:
         check_url("file:///etc/passwd", policy)
     with pytest.raises(BlockedAddressError, match="scheme"):
         check_url("gopher://example.com/", policy)
+
+
+@pytest.mark.parametrize(
+    ("address", "policy", "says"),
+    [
+        ("127.0.0.1", GuardPolicy(), "list its network in AUDIOEXTRACT_ALLOW_NETWORKS"),
+        (
+            "10.1.2.3",
+            GuardPolicy(deny_private=True),
+            "list its network in AUDIOEXTRACT_ALLOW_NETWORKS",
+        ),
+        ("169.254.169.254", GuardPolicy(), "not even through AUDIOEXTRACT_ALLOW_NETWORKS"),
+    ],
+)
+def test_refusal_names_the_setting(address: str, policy: GuardPolicy, says: str) -> None:
+    with pytest.raises(BlockedAddressError, match=says):
+        policy.check(address)
