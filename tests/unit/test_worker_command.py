@@ -328,3 +328,20 @@ def test_result_json_bounded_and_valid() -> None:
     text = result_json(res)
     assert len(text.encode()) <= 4096
     JobResult.model_validate(json.loads(text))
+
+
+def test_truncation_checks() -> None:
+    from audioextract.worker.errors import WorkerError
+    from audioextract.worker.truncation import check_complete, check_trim
+
+    info = AudioInfo(codec="aac", sample_rate=48000, channels=2, duration=10.0)
+    check_complete("src", info, 9.7, 10.0, None)  # within 0.5 s
+    with pytest.raises(WorkerError, match="only 4.80 s of audio could be decoded of the 10.00 s"):
+        check_complete("src", info, 4.8, 10.0, None)
+    estimated = AudioInfo(codec="mp3", sample_rate=48000, channels=2, duration_estimated=True)
+    check_complete("src", estimated, 4.8, 10.0, None)  # an estimate proves nothing
+    with pytest.raises(WorkerError, match="startSeconds is 12 s") as err:
+        check_trim(12.0, 10.0)
+    assert err.value.code == ErrorCode.INVALID_SPEC
+    with pytest.raises(WorkerError, match="ends before it"):
+        check_complete("src", estimated, 0.0, None, 3.0)

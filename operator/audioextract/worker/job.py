@@ -46,13 +46,10 @@ from audioextract.worker.result import (
 from audioextract.worker.settings import WorkerSettings
 from audioextract.worker.storage import VolumeMap, parse_s3_url, s3_client
 from audioextract.worker.tagging import write_mp4_freeform
+from audioextract.worker.truncation import check_complete, check_trim
 
 PRESIGN_SECONDS = 3600
 RW_TIMEOUT_MARGIN = 10.0
-# A source is truncated when this much less than it declares could be decoded: the
-# larger of an absolute margin (codec priming, container rounding) and a fraction.
-TRUNCATION_MIN_SECONDS = 0.5
-TRUNCATION_FRACTION = 0.02
 
 
 @dataclass
@@ -379,42 +376,6 @@ def run_ffmpeg(
     return FfmpegRun(done.returncode, done.stderr, last[0] if last else None)
 
 
-def check_trim(start: float | None, duration: float | None) -> None:
-    """A start at or past the end of the source is an error of the spec, at once."""
-    if start and duration is not None and start >= duration:
-        raise WorkerError(
-            ErrorCode.INVALID_SPEC,
-            f"output.startSeconds is {start:g} s but the source's audio is only "
-            f"{duration:.3f} s long: nothing to extract",
-        )
-
-
-def check_complete(
-    source: Source,
-    info: AudioInfo,
-    decoded: float | None,
-    expected: float | None,
-    start: float | None,
-) -> None:
-    """Fail when less was decoded than the source declares (docs/worker.md, "Truncation")."""
-    if decoded is None:
-        return
-    if start and decoded <= 0.0:
-        raise WorkerError(
-            ErrorCode.INVALID_SPEC,
-            f"output.startSeconds is {start:g} s but the source's audio ends before it: "
-            "nothing to extract",
-        )
-    if expected is None or info.duration_estimated:
-        return
-    if expected - decoded > max(TRUNCATION_MIN_SECONDS, TRUNCATION_FRACTION * expected):
-        raise WorkerError(
-            ErrorCode.DECODE_FAILED,
-            f"{source.shown}: the source is truncated: only {decoded:.2f} s of audio "
-            f"could be decoded of the {expected:.2f} s it declares",
-        )
-
-
 def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None) -> Encoded:
     """Run ffmpeg into a file in the temp dir (twice or more when normalising)."""
     output = ctx.task.output
@@ -432,7 +393,7 @@ def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None
         return encoded
     targets = loudness_targets(output)
     measured, measured_seconds = _measure(ctx, source, inp, plan, expected)
-    check_complete(source, info, measured_seconds, expected, start)
+    check_complete(source.shown, info, measured_seconds, expected, start)
     reason = loudness.unmeasurable(measured, measured_seconds)
     if reason is not None:
         ctx.log.warning("normalize-skipped", reason=reason)
@@ -515,9 +476,9 @@ def _encode_pass(
         raise WorkerError(code, f"ffmpeg failed: {reason}")
     path = encoded.path
     if not path.is_file() or path.stat().st_size == 0:
-        check_complete(source, info, 0.0, expected, start)
+        check_complete(source.shown, info, 0.0, expected, start)
         raise WorkerError(ErrorCode.DECODE_FAILED, f"{source.shown}: no audio could be decoded")
-    check_complete(source, info, done.seconds, expected, start)
+    check_complete(source.shown, info, done.seconds, expected, start)
 
 
 def _decode_problem(stderr: str) -> bool:
