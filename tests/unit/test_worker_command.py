@@ -336,7 +336,9 @@ def test_truncation_checks() -> None:
 
     info = AudioInfo(codec="aac", sample_rate=48000, channels=2, duration=10.0)
     check_complete("src", info, 9.7, 10.0, None)  # within 0.5 s
-    with pytest.raises(WorkerError, match="only 4.80 s of audio could be decoded of the 10.00 s"):
+    with pytest.raises(
+        WorkerError, match=r"only 4\.80 s of audio could be decoded of the 10\.00 s"
+    ):
         check_complete("src", info, 4.8, 10.0, None)
     estimated = AudioInfo(codec="mp3", sample_rate=48000, channels=2, duration_estimated=True)
     check_complete("src", estimated, 4.8, 10.0, None)  # an estimate proves nothing
