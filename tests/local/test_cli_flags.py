@@ -105,3 +105,17 @@ def test_two_jobs_one_output_exit_2_naming_both(run_cli: RunCli) -> None:
         "spec.jobs[1] (b) and spec.jobs[0] (a) both write" in run.stderr and "x.mp3" in run.stderr
     )
     assert "(c)" not in run.stderr  # x.flac is another object
+
+
+def test_crds_write_to_an_impossible_directory_exits_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "afile").write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "-m", "audioextract", "crds", "--write", str(tmp_path / "afile" / "d")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: --write {tmp_path / 'afile' / 'd'}: ")
