@@ -1,9 +1,12 @@
 """Bad flags exit 2 naming the flag (no traceback); --version; run --help; same validation as the CRD."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from audioextract import __version__
 from tests.local.conftest import RunCli, batch
 
 GOOD = batch("flags", [{"name": "a", "source": {"url": "https://cdn.example/a.mp4"}}])
@@ -38,11 +41,6 @@ def test_bad_flag_exits_2_naming_it(
 
 
 def test_version(run_cli: RunCli) -> None:
-    import subprocess
-    import sys
-
-    from audioextract import __version__
-
     proc = subprocess.run(
         [sys.executable, "-m", "audioextract", "--version"], capture_output=True, text=True
     )
@@ -108,9 +106,6 @@ def test_two_jobs_one_output_exit_2_naming_both(run_cli: RunCli) -> None:
 
 
 def test_crds_write_to_an_impossible_directory_exits_2(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     (tmp_path / "afile").write_text("x")
     proc = subprocess.run(
         [sys.executable, "-m", "audioextract", "crds", "--write", str(tmp_path / "afile" / "d")],
