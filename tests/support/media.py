@@ -191,7 +191,7 @@ def audio_packets_md5(path: Path | str, track: int = 0) -> str:
 
 # Every layout the worker promises to take to every format (docs/worker.md).
 LAYOUTS = ("5.1", "5.1(side)", "7.1", "2.1", "4.0", "quad", "mono", "stereo")
-_LAYOUT_CHANNELS = {
+LAYOUT_CHANNELS = {
     "mono": 1,
     "stereo": 2,
     "2.1": 3,
@@ -214,7 +214,7 @@ def surround(directory: Path, layout: str, seconds: float = 1.0) -> Path:
     if not path.exists():
         exprs = "|".join(
             f"0.25*sin(2*PI*{150 + 110 * i}*t)+0.02*(random({i})-0.5)"
-            for i in range(_LAYOUT_CHANNELS[layout])
+            for i in range(LAYOUT_CHANNELS[layout])
         )
         run_ffmpeg(
             "-f",

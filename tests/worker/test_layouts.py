@@ -25,7 +25,8 @@ def test_every_layout_to_the_format(in_process: InProcess, fmt: str) -> None:
         result = in_process(
             media(src.name), {"format": fmt}, name=f"{fmt}-{layout.replace('(', '').strip(')')}"
         )
-        expected = plan_layout(Format(fmt), layout, m.probe(src).channels, None).layout
+        count = m.LAYOUT_CHANNELS[layout]
+        expected = plan_layout(Format(fmt), layout, count, None).layout
         carried = CARRIED_LAYOUTS[Format(fmt)]
         assert carried is None or expected in carried
         out = in_process.path(result)
@@ -50,7 +51,7 @@ def test_every_layout_to_the_format(in_process: InProcess, fmt: str) -> None:
             assert result.channels <= 2
         elif layout in ("mono", "stereo", "5.1", "7.1", "5.1(side)"):
             # Formats that carry surround keep every channel of the common layouts.
-            assert result.channels == m.probe(src).channels, (fmt, layout)
+            assert result.channels == count, (fmt, layout)
 
 
 def test_opus_51_side_is_mapping_family_1(in_process: InProcess) -> None:
