@@ -4,10 +4,13 @@ The source is pink noise with loud and quiet sections (loudness range about 9 LU
 above the default 7 LU target: where loudnorm's dynamic mode misses the target).
 """
 
+from pathlib import Path
+
 import pytest
 
 from tests.support import media as m
-from tests.worker.conftest import InProcess, media
+from tests.support.http_server import MediaServer
+from tests.worker.conftest import InProcess, RunWorker, media
 
 TOLERANCE_LU = 0.5
 
@@ -72,3 +75,18 @@ def test_digital_silence_says_why(in_process: InProcess) -> None:
     loud = result.loudness
     assert loud is not None and (loud.method, loud.target_met) == ("none", False)
     assert "digital silence" in str(loud.reason) and loud.integrated_lufs is None
+
+
+def test_every_pass_streams_through_the_proxy(
+    run_worker: RunWorker, media_server: MediaServer, media_files: dict[str, Path]
+) -> None:
+    src = m.dynamic(next(iter(media_files.values())).parent)
+    run = run_worker(
+        {"url": media_server.url(f"range/{src.name}")},
+        {"format": "m4a", "normalize": True, "loudness": {"integratedLufs": -11}},
+    )
+    assert run.returncode == 0, run.stderr
+    passes = [e for e in run.logs() if e["event"] == "loudness-pass"]
+    assert passes and run.result["loudness"]["targetMet"] is True
+    got = m.r128(run.out_dir / run.result["uri"].rsplit("/", 1)[1])
+    assert abs(got.integrated + 11) <= TOLERANCE_LU and got.true_peak <= -1.0
