@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audioextract.api.constants import ErrorCode, Format
 from audioextract.api.spec import Loudness, Output
@@ -11,6 +13,7 @@ from audioextract.api.validation import output_filename
 from audioextract.worker import loudness
 from audioextract.worker.command import (
     CARRIED_LAYOUTS,
+    CHANNEL_COUNTS,
     DEMUXERS,
     AudioInfo,
     InputSpec,
@@ -347,3 +350,27 @@ def test_truncation_checks() -> None:
     assert err.value.code == ErrorCode.INVALID_SPEC
     with pytest.raises(WorkerError, match="ends before it"):
         check_complete("src", estimated, 0.0, None, 3.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(list(Format)),
+    st.sampled_from([*CHANNEL_COUNTS, "hexagonal", "downmix", None]),
+    st.integers(1, 8),
+    st.one_of(st.none(), st.integers(1, 8)),
+)
+def test_every_layout_lands_on_one_the_format_carries(
+    fmt: Format, layout: str | None, count: int, channels: int | None
+) -> None:
+    if layout in CHANNEL_COUNTS:
+        count = CHANNEL_COUNTS[layout]
+    if fmt == Format.MP3 and channels is not None:
+        channels = min(channels, 2)
+    plan = plan_layout(fmt, layout, count, channels)
+    carried = CARRIED_LAYOUTS[fmt]
+    assert carried is None or plan.layout in carried
+    wanted = channels or count
+    # Never more channels than asked for, except the one documented silent centre.
+    assert CHANNEL_COUNTS[plan.layout] <= wanted or (fmt, plan.layout) == (Format.ALAC, "5.0")
+    if plan.layout != layout:
+        assert plan.filter is not None
