@@ -255,7 +255,11 @@ class Loudness(Model):
         default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1."
     )
     lra: float | None = Field(
-        default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7."
+        default=None,
+        ge=1,
+        le=50,
+        description="Loudness range target in LU, reported against: the range is never "
+        "compressed. Default: 7.",
     )
 
 
@@ -308,7 +312,9 @@ class Output(Model):
     )
     normalize: bool | None = Field(
         default=None,
-        description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false.",
+        description="EBU R128 loudness normalisation: measured linear gain, a true-peak limiter "
+        "only where needed, verified on the output (within 0.5 LU, true peak at or under the "
+        "target). Default: false.",
     )
     loudness: Loudness | None = Field(
         default=None, description="Loudness targets used when normalize is true."
