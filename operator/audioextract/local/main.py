@@ -20,7 +20,12 @@ from audioextract.api.validation import batch_output_conflicts
 from audioextract.local.load import InvalidInputError, load
 from audioextract.local.plan import LOCAL_DESTINATION, Plan, build_plan, parse_volumes
 from audioextract.reconcile.names import child_name
-from audioextract.urlguard import ALLOW_ENV, DENY_PRIVATE_ENV
+from audioextract.urlguard import (
+    ALLOW_ENV,
+    DENY_PRIVATE_ENV,
+    SOURCE_PRIVATE_ENV,
+    WEBHOOK_PRIVATE_ENV,
+)
 from audioextract.worker.settings import (
     CA_FILE_ENV,
     MAX_INPUT_BYTES_ENV,
@@ -59,7 +64,10 @@ environment:
   {ALLOW_ENV}         comma-separated CIDRs that sources, destinations and webhooks
                                       may reach although loopback or private (default: none);
                                       link-local and cloud-metadata addresses never
-  {DENY_PRIVATE_ENV}  true: refuse private ranges too (default: false)
+  {SOURCE_PRIVATE_ENV}  allow|deny private ranges for sources and destinations
+                                        (default: allow)
+  {WEBHOOK_PRIVATE_ENV} allow|deny private ranges for webhooks (default: deny)
+  {DENY_PRIVATE_ENV}  true: deny private ranges for both (older switch)
   {MAX_INPUT_BYTES_ENV}        most bytes read from one source
   {MAX_MEDIA_SECONDS_ENV}      longest source, in seconds
   {RW_TIMEOUT_ENV}     a source that sends nothing this long fails

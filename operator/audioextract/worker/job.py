@@ -15,7 +15,7 @@ from audioextract.api.status import JobResult, LoudnessResult
 from audioextract.api.task import Task
 from audioextract.api.validation import output_filename
 from audioextract.urlguard import BlockedAddressError, check_url
-from audioextract.worker import loudness, process
+from audioextract.worker import limits, loudness, process
 from audioextract.worker.command import (
     DEMUXERS,
     RAW_STREAM_DEMUXERS,
@@ -29,7 +29,7 @@ from audioextract.worker.command import (
     parse_ebur128,
     plan_encode,
 )
-from audioextract.worker.destinations import already_there, deliver
+from audioextract.worker.destinations import already_there, check_destination, deliver
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, ProgressReporter, redact_url
 from audioextract.worker.loudness import Measurement
@@ -44,7 +44,7 @@ from audioextract.worker.result import (
     sha256_file,
 )
 from audioextract.worker.settings import WorkerSettings
-from audioextract.worker.storage import VolumeMap, parse_s3_url, s3_client
+from audioextract.worker.storage import Side, VolumeMap, parse_s3_url, s3_client
 from audioextract.worker.tagging import write_mp4_freeform
 from audioextract.worker.truncation import check_complete, check_trim
 
@@ -90,6 +90,8 @@ def execute(
     workdir = Path(tempfile.mkdtemp(prefix="audioextract-", dir=settings.temp_dir))
     ctx = Context(task, settings, volumes, log, deadline, workdir)
     try:
+        assert task.output.destination is not None
+        check_destination(task.output.destination, volumes, ctx.net)
         with open_source(ctx) as source:
             info, duration = probe_source(ctx, source)
             encoded = encode(ctx, source, info, duration)
@@ -124,7 +126,13 @@ def open_source(ctx: Context) -> Iterator[Source]:
     if src.url.startswith("s3://"):
         bucket, key = parse_s3_url(src.url)
         s3 = src.s3
-        client = s3_client(s3.endpoint if s3 else None, s3.region if s3 else None)
+        client = s3_client(
+            s3.endpoint if s3 else None,
+            s3.region if s3 else None,
+            Side.SOURCE,
+            ctx.settings.policy,
+            ctx.settings.ca_file,
+        )
         url = presign_get(client, bucket, key)
         shown = src.url
     else:
@@ -356,24 +364,40 @@ class FfmpegRun:
 
 
 def run_ffmpeg(
-    ctx: Context, source: Source | None, args: list[str], step: str, total: float | None
+    ctx: Context,
+    source: Source | None,
+    args: list[str],
+    step: str,
+    total: float | None,
+    bounds: limits.Limits | None = None,
+    output: Path | None = None,
 ) -> FfmpegRun:
-    """Run ffmpeg with progress; the guard proxy's error wins whatever ffmpeg's exit code.
+    """Run ffmpeg with progress and the decode/output limits; the proxy's error wins.
 
-    ffmpeg exits 0 on an early end of input, so a dropped connection or the size
-    limit cut short by the proxy would otherwise pass for a short source.
+    The guard proxy's error is read whatever ffmpeg's exit code: ffmpeg exits 0 on an
+    early end of input, so a dropped connection or the size limit reached while
+    streaming would otherwise pass for a short source. The limits are checked before
+    the exit status too: hitting a cap ends ffmpeg normally, and a bomb that also
+    breaks the encoder is still a bomb.
     """
     reporter = _progress(ctx, step, total)
-    last: list[float] = []
+    decoded = limits.DecodedTime(reporter.update)
+    seen: list[bool] = []
 
     def on_progress(pos: float, speed: str | None, end: bool) -> None:
-        last[:] = [pos]
-        reporter.update(pos, speed, end)
+        seen[:] = [True]
+        decoded(pos, speed, end)
 
+    if bounds is not None:
+        args = bounds.apply(args, output_size=output is not None)
     done = process.run(args, ctx.deadline, on_progress=on_progress)
     if source is not None and source.proxy is not None and source.proxy.error is not None:
         raise source.proxy.error
-    return FfmpegRun(done.returncode, done.stderr, last[0] if last else None)
+    if bounds is not None:
+        bounds.check_decoded(decoded.seconds)
+        if output is not None:
+            bounds.check_output(output)
+    return FfmpegRun(done.returncode, done.stderr, decoded.seconds if seen else None)
 
 
 def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None) -> Encoded:
@@ -469,7 +493,14 @@ def _encode_pass(
         layout=plan.layout,
         options={k: str(v) for k, v in plan.options.items()},
     )
-    done = run_ffmpeg(ctx, source, args, "encode", expected)
+    bounds = limits.for_encode(
+        ctx.settings.max_media_seconds,
+        ctx.settings.max_output_bytes,
+        plan,
+        info,
+        ctx.task.output.bitrate,
+    )
+    done = run_ffmpeg(ctx, source, args, "encode", expected, bounds, encoded.path)
     if done.returncode != 0:
         reason = process.describe_failure(done.returncode, done.stderr)
         code = ErrorCode.DECODE_FAILED if _decode_problem(done.stderr) else ErrorCode.ENCODE_FAILED
@@ -508,7 +539,12 @@ def _measure(
 ) -> tuple[Measurement | None, float | None]:
     """First pass: ebur128 over what will be encoded (trimmed, layout converted)."""
     done = run_ffmpeg(
-        ctx, source, build_measure_command(inp, audio_filter=plan.filters()), "measure", expected
+        ctx,
+        source,
+        build_measure_command(inp, audio_filter=plan.filters()),
+        "measure",
+        expected,
+        limits.Limits(ctx.settings.max_media_seconds, 0),
     )
     if done.returncode != 0:
         raise _source_failure(source, done.returncode, done.stderr, ErrorCode.DECODE_FAILED)
@@ -555,7 +591,7 @@ def finish(ctx: Context, encoded: Encoded) -> JobResult:
     size = path.stat().st_size
     filename = output_filename(output, ctx.task.name)
     assert output.destination is not None
-    replaced = already_there(output.destination, filename, ctx.volumes)
+    replaced = already_there(output.destination, filename, ctx.volumes, ctx.net)
     if replaced:
         ctx.log.warning(
             "overwrite",
