@@ -118,15 +118,3 @@ def batch_output_conflicts(
         output = resolved.output or Output()
         jobs.append((f"spec.jobs[{index}] ({key})", child_name(batch_name, key), output))
     return output_conflicts(jobs, default_destination)
-
-
-def check_batch_outputs(
-    batch_name: str,
-    spec: BatchSpec,
-    default_destination: Destination | None,
-    child_name: Callable[[str, str], str],
-) -> None:
-    """Raise ValueError naming both jobs when two jobs of a Batch write the same object."""
-    conflicts = batch_output_conflicts(batch_name, spec, default_destination, child_name)
-    if conflicts:
-        raise ValueError("; ".join(conflicts))
