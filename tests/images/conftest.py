@@ -1,0 +1,57 @@
+"""Fixtures of the image tier: containers of the built worker and operator images.
+
+Build the images first (`make images IMAGE_BUILD=../shared/images/build`, docs/images.md);
+without them, or without buildah or root, every test here is skipped with the reason.
+The names are `make images`' (override with $WORKER_IMAGE / $OPERATOR_IMAGE).
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import audioextract
+from tests.support.container import Container, container, unavailable
+
+HERE = Path(__file__).parent
+WORKER_IMAGE = os.environ.get("WORKER_IMAGE") or f"audio-extract-worker:{audioextract.__version__}"
+OPERATOR_IMAGE = (
+    os.environ.get("OPERATOR_IMAGE") or f"audio-extract-operator:{audioextract.__version__}"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.images)
+
+
+def _container(ref: str) -> Iterator[Container]:
+    reason = unavailable(ref)
+    if reason is not None:
+        pytest.skip(f"image tier: {reason}")
+    with container(ref) as ctr:
+        yield ctr
+
+
+@pytest.fixture(scope="session")
+def worker() -> Iterator[Container]:
+    """A container of the worker image (one rootfs for the session)."""
+    yield from _container(WORKER_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def operator_image() -> Iterator[Container]:
+    """A container of the operator image."""
+    yield from _container(OPERATOR_IMAGE)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, worker: Container) -> Path:
+    """A host directory the image's user owns, to mount at /work (like a volume)."""
+    uid, gid = (int(x) for x in worker.user.split(":"))
+    directory = tmp_path / "work"
+    directory.mkdir()
+    os.chown(directory, uid, gid)
+    return directory
