@@ -7,7 +7,9 @@ image's process itself: in private mount and PID namespaces (``unshare``), with 
 root filesystem bind-mounted read-only, a fresh /proc, a minimal /dev, a tmpfs on /tmp
 (the Pod's emptyDir), the caller's bind mounts, the image's environment and working
 directory, as the image's numeric ``USER`` (``chroot --userspec``: no capabilities).
-Needs root on the host (mounts) and ``buildah``; :func:`unavailable` says why not.
+A mount point missing from the image is created in the container's root filesystem
+before it is mounted read-only, as container runtimes do. The fake kubelet runs Pods
+this way too (``FakeKubelet(images=...)``). Needs root on the host (mounts) and ``buildah``; :func:`unavailable` says why not.
 """
 
 import json
@@ -23,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 STORAGE_ENV = {"STORAGE_DRIVER": "vfs"}
-# Runs inside `unshare --mount --pid --fork`: $1 rootfs, $2 mount point, $3 uid:gid,
-# $4 gid, then the command. Bind mounts come on stdin, one "host<TAB>container<TAB>ro|rw"
-# per line; mount points under /dev and /tmp (tmpfs here) are created, any other must
-# exist in the image, as the root filesystem is read-only.
+# Runs inside `unshare --mount --pid --fork`: $1 rootfs, $2 an empty directory to mount
+# it on, $3 uid:gid, $4 gid, $5 the number N of bind mounts, then N triples "host
+# container ro|rw", then the command. Mount points under /dev and /tmp (tmpfs here) are
+# made there; a missing one elsewhere is made in the rootfs, as container runtimes do,
+# before anything runs.
 _LAUNCH = r"""
 set -eu
-root=$1 mnt=$2 user=$3 group=$4; shift 4
+root=$1 mnt=$2 user=$3 group=$4 n=$5; shift 5
 mount --make-rprivate /
 mount --bind "$root" "$mnt"
 mount -o remount,bind,ro "$mnt"
@@ -43,16 +46,18 @@ ln -s /proc/self/fd/0 "$mnt/dev/stdin"
 ln -s /proc/self/fd/1 "$mnt/dev/stdout"
 ln -s /proc/self/fd/2 "$mnt/dev/stderr"
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$mnt/tmp"
-while IFS="$(printf '\t')" read -r host target mode; do
-  [ -n "$host" ] || continue
+while [ "$n" -gt 0 ]; do
+  host=$1 target=$2 mode=$3; shift 3; n=$((n - 1))
   case "$target" in
-    /dev/*|/tmp/*)
-      if [ -d "$host" ]; then mkdir -p "$mnt$target"; else
-        mkdir -p "$(dirname "$mnt$target")"; touch "$mnt$target"; fi ;;
+    /dev/*|/tmp/*) base=$mnt ;;
+    *) base=$root ;;
   esac
-  [ -e "$mnt$target" ] || { echo "mount point $target is missing in the image" >&2; exit 125; }
+  if [ ! -e "$mnt$target" ]; then
+    if [ -d "$host" ]; then mkdir -p "$base$target"; else
+      mkdir -p "$(dirname "$base$target")"; touch "$base$target"; fi
+  fi
   mount --bind "$host" "$mnt$target"
-  [ "$mode" = ro ] && mount -o remount,bind,ro "$mnt$target"
+  if [ "$mode" = ro ]; then mount -o remount,bind,ro "$mnt$target"; fi
 done
 exec chroot --userspec="$user" --groups="$group" "$mnt" "$@"
 """
@@ -137,6 +142,55 @@ class Container:
         """The image's environment (ENV)."""
         return dict(item.split("=", 1) for item in self.config.get("Env") or [])
 
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        mountpoint: Path,
+        mounts: Mapping[str, Path] | None = None,
+        read_only: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> list[str]:
+        """The host command line that runs ``argv`` in this container (see the module doc).
+
+        ``mountpoint`` is an empty host directory to mount the root filesystem on;
+        ``mounts`` maps container paths to host paths, those in ``read_only`` mounted
+        read-only; ``env`` goes over the image's; ``user`` (``uid:gid``) and ``workdir``
+        default to the image's.
+        """
+        user = user or self.user
+        table = [
+            item
+            for target, host in (mounts or {}).items()
+            for item in (str(Path(host).resolve()), target, "ro" if target in read_only else "rw")
+        ]
+        full_env = {**self.env, **(env or {})}
+        return [
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+            _LAUNCH,
+            "launch",
+            str(self.rootfs),
+            str(mountpoint),
+            user,
+            user.split(":")[1],
+            str(len(mounts or {})),
+            *table,
+            "/usr/bin/env",
+            "-i",
+            "-C",
+            workdir or str(self.config.get("WorkingDir") or "/"),
+            *(f"{k}={v}" for k, v in full_env.items()),
+            *argv,
+        ]
+
     def run(
         self,
         args: Sequence[str] | None = None,
@@ -154,42 +208,15 @@ class Container:
         """
         ep = list(self.config.get("Entrypoint") or []) if entrypoint is None else list(entrypoint)
         cmd = list(self.config.get("Cmd") or []) if args is None else list(args)
-        full_env = {**self.env, **(env or {})}
-        workdir = str(self.config.get("WorkingDir") or "/")
-        user = self.user
-        table = "".join(
-            f"{Path(host).resolve()}\t{target}\t{'ro' if target in read_only else 'rw'}\n"
-            for host, target in (mounts or {}).items()
-        )
         with tempfile.TemporaryDirectory(prefix="ctr-") as mnt:
-            return subprocess.run(
-                [
-                    "unshare",
-                    "--mount",
-                    "--pid",
-                    "--fork",
-                    "--kill-child",
-                    "sh",
-                    "-c",
-                    _LAUNCH,
-                    "launch",
-                    str(self.rootfs),
-                    mnt,
-                    user,
-                    user.split(":")[1],
-                    "/usr/bin/env",
-                    "-i",
-                    "-C",
-                    workdir,
-                    *(f"{k}={v}" for k, v in full_env.items()),
-                    *ep,
-                    *cmd,
-                ],
-                input=table,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
+            argv = self.command(
+                ep + cmd,
+                mountpoint=Path(mnt),
+                mounts={target: Path(host) for host, target in (mounts or {}).items()},
+                read_only=read_only,
+                env=env,
             )
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
     def snapshot(self) -> dict[str, FileState]:
         """The container's root filesystem, for :func:`diff`."""

@@ -1,0 +1,93 @@
+"""The Job controller's Pod runs the worker image's own files, as a node would.
+
+The fake kubelet usually runs a worker Pod's command with the test's virtualenv and the
+host's ffmpeg. Here it runs the Pod from the built worker image's root filesystem
+(tests/support/container.py): the image's Python, package and minimal ffmpeg, the Pod's
+volumes at their real paths, the Pod's user, a read-only root. Skipped, with the reason,
+without the image (see docs/images.md) or without a kube-controller-manager.
+"""
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes.client
+import pytest
+
+import audioextract
+from tests.envtest.conftest import running_kubelet
+from tests.envtest.operator_helpers import GROUP, VERSION, get, make_video
+from tests.envtest.operator_process import OperatorProcess
+from tests.support import media
+from tests.support.container import Container, container, unavailable
+from tests.support.controlplane import ControlPlane
+from tests.support.kubelet import FakeKubelet
+from tests.support.wait import wait_for
+
+WORKER_IMAGE = os.environ.get("WORKER_IMAGE") or f"audio-extract-worker:{audioextract.__version__}"
+WORKER_UID = 65532  # the Job's runAsUser (reconcile/manifest.py)
+
+
+@pytest.fixture(scope="module")
+def worker_image() -> Iterator[Container]:
+    reason = unavailable(WORKER_IMAGE)
+    if reason is not None:
+        pytest.skip(f"image tier: {reason}")
+    with container(WORKER_IMAGE) as ctr:
+        yield ctr
+
+
+@pytest.fixture
+def image_kubelet(
+    control_plane: ControlPlane, namespace: str, worker_image: Container
+) -> Iterator[FakeKubelet]:
+    yield from running_kubelet(control_plane, namespace, images={WORKER_IMAGE: worker_image})
+
+
+@pytest.fixture
+def op(
+    controller_manager: ControlPlane, crds: list[str], namespace: str
+) -> Iterator[OperatorProcess]:
+    with OperatorProcess(
+        controller_manager, namespace, {"AUDIOEXTRACT_WORKER_IMAGE": WORKER_IMAGE}
+    ) as proc:
+        yield proc
+        proc.assert_healthy()
+
+
+def test_extraction_job_pod_runs_from_the_worker_image(
+    namespace: str,
+    worker_image: Container,
+    image_kubelet: FakeKubelet,
+    op: OperatorProcess,
+    api_client: Any,
+) -> None:
+    make_video(image_kubelet.volume_dir("media") / "talk.mp4", seconds=2)
+    out = image_kubelet.volume_dir("out")
+    custom = kubernetes.client.CustomObjectsApi(api_client)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ExtractionJob",
+        "metadata": {"name": "talk"},
+        "spec": {
+            "source": {"volume": {"claimName": "media", "path": "talk.mp4"}},
+            "output": {"format": "mp3", "destination": {"volume": {"claimName": "out"}}},
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs", body)
+
+    def succeeded() -> dict[str, Any] | None:
+        ej = get(custom, namespace, "extractionjobs", "talk")
+        return ej if (ej.get("status") or {}).get("phase") == "Succeeded" else None
+
+    ej = wait_for(succeeded, timeout=120, interval=0.5, what="ExtractionJob Succeeded")
+    assert ej["status"]["result"]["uri"] == "volume://out/talk.mp3"
+    # The Pod ran inside the image: chroot into its root filesystem, as the Job's user.
+    (run,) = image_kubelet.runs.values()
+    assert str(worker_image.rootfs) in run.argv
+    assert run.exit_code == 0, run.output
+    produced = out / "talk.mp3"
+    assert produced.stat().st_uid == WORKER_UID
+    probe = media.probe(produced)
+    assert probe.codec == "mp3"
+    assert probe.duration == pytest.approx(2.0, abs=0.2)
