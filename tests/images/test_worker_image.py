@@ -70,7 +70,7 @@ CODECS = {
 def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated media (host ffmpeg): tests/support/media.py's plus EXTRA_MEDIA."""
     directory = tmp_path_factory.mktemp("image-media")
-    media.generate(directory, names=["av.mp4", "av.mkv", "nofaststart.mp4"])
+    media.generate(directory, names=["av.mp4", "av.mkv", "nofaststart.mp4", "video-only.mp4"])
     truncated = (directory / "nofaststart.mp4").read_bytes()
     (directory / "truncated.mp4").write_bytes(truncated[: len(truncated) // 3])
     for name, args in EXTRA_MEDIA.items():
@@ -200,13 +200,17 @@ def test_worker_streams_an_http_source_through_its_proxy(
     assert media.probe(workdir / "out" / "job.opus").channels == 1
 
 
-def test_a_truncated_source_fails_with_its_code_in_the_termination_message(
-    worker: Container, tmp_path: Path, workdir: Path, sources: Path
+@pytest.mark.parametrize(
+    ("name", "code"), [("truncated.mp4", "DecodeFailed"), ("video-only.mp4", "NoAudioStream")]
+)
+def test_a_bad_source_fails_with_its_code_in_the_termination_message(
+    worker: Container, tmp_path: Path, workdir: Path, sources: Path, name: str, code: str
 ) -> None:
-    source = on_volume(sources, workdir, "truncated.mp4")
+    # The minimal ffmpeg has no video decoder: probing still sees the video-only file.
+    source = on_volume(sources, workdir, name)
     proc, result = run_worker(worker, tmp_path, workdir, source, {"format": "mp3"})
     error = JobError.model_validate(result["error"])
-    assert error.code == "DecodeFailed"
+    assert error.code == code
     assert proc.returncode == EXIT_CODES[error.code].code
     assert not list((workdir / "out").iterdir())
 
