@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import audioextract
-from tests.support.container import Container, container, unavailable
+from tests.support.container import Container, container, diff, unavailable
 
 HERE = Path(__file__).parent
 WORKER_IMAGE = os.environ.get("WORKER_IMAGE") or f"audio-extract-worker:{audioextract.__version__}"
@@ -45,6 +45,18 @@ def worker() -> Iterator[Container]:
 def operator_image() -> Iterator[Container]:
     """A container of the operator image."""
     yield from _container(OPERATOR_IMAGE)
+
+
+def assert_root_unchanged(ctr: Container) -> Iterator[None]:
+    """Body of a module fixture: no file of the image outside the volumes changed.
+
+    The root is mounted read-only already; this compares every path's type, mode,
+    owner, size, mtime and link target with the state before the module's first test
+    (once per module: walking a root filesystem takes seconds).
+    """
+    before = ctr.baseline
+    yield
+    assert diff(before, ctr.snapshot()) == []
 
 
 @pytest.fixture

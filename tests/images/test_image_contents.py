@@ -8,7 +8,7 @@ import pytest
 
 import audioextract
 from audioextract.worker.command import DEMUXERS
-from tests.support.container import Container, FileState
+from tests.support.container import Container
 
 WORKER_BUDGET_BYTES = 300 * 1000 * 1000  # docs/images.md
 COMPILERS = re.compile(r"^usr/(local/)?bin/(cc|c\+\+|gcc|g\+\+|as|ld|nasm|clang)(-[\d.]+)?$")
@@ -27,10 +27,6 @@ def image(request: pytest.FixtureRequest) -> Container:
     return ctr
 
 
-def _files(ctr: Container) -> dict[str, FileState]:
-    return ctr.snapshot()
-
-
 def test_config_is_non_root_exec_form_and_labelled(image: Container) -> None:
     assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", image.user), image.user
     entrypoint = image.config["Entrypoint"]
@@ -41,7 +37,7 @@ def test_config_is_non_root_exec_form_and_labelled(image: Container) -> None:
 
 
 def test_no_compilers_pip_or_package_caches(image: Container) -> None:
-    paths = _files(image)
+    paths = image.baseline
     assert not [p for p in paths if COMPILERS.match(p)]
     assert not [p for p in paths if re.search(r"(^|/)(pip|pip3)$|/site-packages/pip/", p)]
     assert not [p for p in paths if p.startswith("var/lib/apt/lists/") and "partial" not in p]
@@ -52,9 +48,7 @@ def test_no_compilers_pip_or_package_caches(image: Container) -> None:
 
 
 def test_worker_image_size_is_within_budget(worker: Container) -> None:
-    total = sum(
-        f.size for f in worker.snapshot().values() if f.link is None and f.mode >> 12 == 0o10
-    )
+    total = sum(f.size for f in worker.baseline.values() if f.link is None and f.mode >> 12 == 0o10)
     assert total <= WORKER_BUDGET_BYTES, f"{total / 1e6:.0f} MB"
 
 

@@ -4,15 +4,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.container import Container, diff
+from tests.images.conftest import assert_root_unchanged
+from tests.support.container import Container
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def root_unchanged(operator_image: Container) -> Iterator[None]:
     """Nothing here may change a file of the image (the root is mounted read-only)."""
-    before = operator_image.snapshot()
-    yield
-    assert diff(before, operator_image.snapshot()) == []
+    yield from assert_root_unchanged(operator_image)
 
 
 def test_operator_help_runs_as_the_entrypoint(operator_image: Container) -> None:

@@ -19,8 +19,9 @@ from audioextract.api.defaults import DEFAULT_LOUDNESS
 from audioextract.api.errors import EXIT_CODES
 from audioextract.api.status import JobError, JobResult
 from audioextract.webhooks.signing import generate_secret
+from tests.images.conftest import assert_root_unchanged
 from tests.support import http_server, media
-from tests.support.container import Container, diff
+from tests.support.container import Container
 from tests.support.webhook_receiver import receiver
 
 LOOPBACK = "127.0.0.0/8"
@@ -81,12 +82,10 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def root_unchanged(worker: Container) -> Iterator[None]:
-    """No test may change a file of the image outside the mounted volumes."""
-    before = worker.snapshot()
-    yield
-    assert diff(before, worker.snapshot()) == []
+    """No test here may change a file of the image outside the mounted volumes."""
+    yield from assert_root_unchanged(worker)
 
 
 def stage(sources: Path, workdir: Path, *names: str) -> None:

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -219,8 +220,13 @@ class Container:
             return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
     def snapshot(self) -> dict[str, FileState]:
-        """The container's root filesystem, for :func:`diff`."""
+        """The container's root filesystem now, for :func:`diff`."""
         return snapshot(self.rootfs)
+
+    @cached_property
+    def baseline(self) -> dict[str, FileState]:
+        """The root filesystem as first seen (walking it is slow: taken once)."""
+        return self.snapshot()
 
 
 @contextmanager
