@@ -8,7 +8,10 @@ without the image (see docs/images.md) or without a kube-controller-manager.
 """
 
 import os
+import socket
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client
@@ -18,7 +21,7 @@ import audioextract
 from tests.envtest.conftest import running_kubelet
 from tests.envtest.operator_helpers import GROUP, VERSION, get, make_video
 from tests.envtest.operator_process import OperatorProcess
-from tests.support import media
+from tests.support import builders, media
 from tests.support.container import Container, container, unavailable
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
@@ -91,3 +94,35 @@ def test_extraction_job_pod_runs_from_the_worker_image(
     probe = media.probe(produced)
     assert probe.codec == "mp3"
     assert probe.duration == pytest.approx(2.0, abs=0.2)
+
+
+def test_e2e_media_server_pod_serves_its_clip_from_the_worker_image(
+    namespace: str,
+    image_kubelet: FakeKubelet,
+    api_client: Any,
+    tmp_path: Path,
+) -> None:
+    """tests/e2e's media server (builders.media_server_pod) really works on the image."""
+    clip = media.generate(tmp_path, names=["av.mp4"])["av.mp4"].read_bytes()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    core = kubernetes.client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(
+        namespace, builders.media_files_config_map("media", {"clip.mp4": clip})
+    )
+    core.create_namespaced_pod(
+        namespace, builders.media_server_pod("media", WORKER_IMAGE, port=port)
+    )
+    run = image_kubelet.wait_for_run("media", timeout=60)
+
+    def served() -> bytes | None:
+        assert run.exit_code is None, run.output
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/clip.mp4", timeout=5) as r:
+                body: bytes = r.read()
+                return body
+        except OSError:
+            return None
+
+    assert wait_for(served, timeout=30, interval=0.3, what="clip served") == clip

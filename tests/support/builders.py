@@ -82,11 +82,13 @@ def media_files_config_map(name: str, files: dict[str, bytes]) -> Obj:
     }
 
 
-def media_server_pod(name: str, image: str, *, claim: str | None = None) -> Obj:
+def media_server_pod(
+    name: str, image: str, *, claim: str | None = None, port: int = MEDIA_PORT
+) -> Obj:
     """A Pod that serves the files of ConfigMap ``name`` (``media_files_config_map``) over HTTP.
 
     Runs ``image`` (the worker image: it has python3) with its own command,
-    ``python3 -m http.server`` on ``MEDIA_PORT`` for the ConfigMap mounted at /srv; the
+    ``python3 -m http.server`` on ``port`` for the ConfigMap mounted at /srv; the
     Pod is Ready once ``/clip.mp4`` is served. The media are made by the test (host
     ffmpeg), not in the Pod: the worker image's ffmpeg is built without lavfi sources
     or video encoders (docs/images.md). With ``claim``, that PVC is mounted read-only
@@ -117,11 +119,11 @@ def media_server_pod(name: str, image: str, *, claim: str | None = None) -> Obj:
                         "python3",
                         "-m",
                         "http.server",
-                        str(MEDIA_PORT),
+                        str(port),
                         "--directory",
                         "/srv",
                     ],
-                    "ports": [{"name": "http", "containerPort": MEDIA_PORT}],
+                    "ports": [{"name": "http", "containerPort": port}],
                     "readinessProbe": {
                         "httpGet": {"path": "/clip.mp4", "port": "http"},
                         "periodSeconds": 1,

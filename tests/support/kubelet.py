@@ -580,8 +580,8 @@ class FakeKubelet:
                 data = self._secret_data(volume["secret"]["secretName"], volume["secret"])
                 self._write_files(local, data)
             elif "configMap" in volume:
-                data = self._config_map_data(volume["configMap"]["name"], volume["configMap"])
-                self._write_files(local, data)
+                for key, value in self._config_map_files(volume["configMap"]).items():
+                    (local / key).write_bytes(value)
             volumes[name] = local  # emptyDir and everything else: an empty directory
         mounts: dict[str, Path] = {}
         for mount in container.get("volumeMounts") or []:
@@ -606,14 +606,28 @@ class FakeKubelet:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
-    def _config_map_data(self, name: str, ref: dict[str, Any]) -> dict[str, str]:
+    def _config_map(self, name: str, ref: dict[str, Any]) -> dict[str, Any]:
         try:
-            config_map = self._raw(self.core.read_namespaced_config_map, name, self.namespace)
+            config_map: dict[str, Any] = self._raw(
+                self.core.read_namespaced_config_map, name, self.namespace
+            )
         except ApiException as e:
             if e.status == 404 and ref.get("optional"):
                 return {}
             raise
-        return dict(config_map.get("data") or {})
+        return config_map
+
+    def _config_map_data(self, name: str, ref: dict[str, Any]) -> dict[str, str]:
+        return dict(self._config_map(name, ref).get("data") or {})
+
+    def _config_map_files(self, ref: dict[str, Any]) -> dict[str, bytes]:
+        """A configMap volume's files: ``data`` as UTF-8 and ``binaryData`` decoded."""
+        config_map = self._config_map(ref["name"], ref)
+        files = {k: v.encode() for k, v in (config_map.get("data") or {}).items()}
+        files.update(
+            {k: base64.b64decode(v) for k, v in (config_map.get("binaryData") or {}).items()}
+        )
+        return files
 
     def _container_env(self, pod: Pod, container: dict[str, Any]) -> dict[str, str]:
         env: dict[str, str] = {}
