@@ -103,6 +103,20 @@ def test_mp3_limits() -> None:
     assert len(plan.notes) == 2
 
 
+def test_opus_surround_is_put_in_the_vorbis_layout() -> None:
+    ac3 = AudioInfo(codec="ac3", sample_rate=48000, channels=6)
+    plan = plan_encode(out(format="opus"), ac3)
+    assert plan.channel_layout == "5.1"
+    inp = InputSpec("file:/in.mkv", {})
+    args = build_command(inp, plan, "/out.opus", audio_filter="loudnorm=I=-23")
+    assert args[args.index("-af") + 1] == "loudnorm=I=-23,aformat=channel_layouts=5.1"
+    # Stereo (and other formats) keep their layout untouched.
+    assert plan_encode(out(format="opus"), AAC).channel_layout is None
+    assert "-af" not in build_command(inp, plan_encode(out(format="opus"), AAC), "/o.opus")
+    assert plan_encode(out(format="ogg"), ac3).channel_layout is None
+    assert plan_encode(out(format="opus", channels=2), ac3).channel_layout is None
+
+
 def test_lossless_bit_depth() -> None:
     assert plan_encode(out(format="flac"), AAC).sample_fmt == "s16"
     assert plan_encode(out(format="flac", sampleRate=48000), FLAC24).sample_fmt == "s32"

@@ -22,6 +22,9 @@ DEMUXERS = (
 )
 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+# libopus takes more than two channels only in the Vorbis channel order and layouts;
+# 5.1(side) (AC-3, E-AC-3, DTS, most broadcast and disc sources) must become 5.1 first.
+OPUS_LAYOUTS = {3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 MP3_MAX_RATE = 48000
 LOSSLESS_SOURCE_CODECS = re.compile(r"^(pcm_.*|flac|alac|wavpack|truehd|mlp|tta|ape|tak)$")
 # An explicit bitrate within this fraction of the source's does not force a re-encode.
@@ -98,6 +101,7 @@ class EncodePlan:
     sample_rate: int | None = None
     channels: int | None = None
     sample_fmt: str | None = None
+    channel_layout: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -182,6 +186,8 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
         )
         channels = 2
 
+    layout = OPUS_LAYOUTS.get(channels or src.channels) if fmt == Format.OPUS else None
+
     codec = spec.encoder
     sample_fmt = None
     options: dict[str, Any] = {}
@@ -208,6 +214,7 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
         sample_rate=rate,
         channels=channels,
         sample_fmt=sample_fmt,
+        channel_layout=layout,
         options=options,
         notes=tuple(notes),
     )
@@ -308,8 +315,11 @@ def build_command(
         kwargs["ac"] = plan.channels
     if plan.sample_fmt is not None:
         kwargs["sample_fmt"] = plan.sample_fmt
-    if audio_filter is not None:
-        kwargs["af"] = audio_filter
+    filters = [audio_filter] if audio_filter is not None else []
+    if plan.channel_layout is not None:
+        filters.append(f"aformat=channel_layouts={plan.channel_layout}")
+    if filters:
+        kwargs["af"] = ",".join(filters)
     kwargs.update(plan.options)
     for i, (key, value) in enumerate(sorted((tags or {}).items())):
         kwargs[f"metadata:g:{i}"] = f"{key}={value}"
