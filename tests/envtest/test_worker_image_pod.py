@@ -1,4 +1,4 @@
-"""The Job controller's Pod runs the worker image's own files, as a node would.
+"""The Job controller's Pods run the worker image's own files, as a node would.
 
 The fake kubelet usually runs a worker Pod's command with the test's virtualenv and the
 host's ffmpeg. Here it runs the Pod from the built worker image's root filesystem
@@ -7,7 +7,6 @@ volumes at their real paths, the Pod's user, a read-only root. Skipped, with the
 without the image (see docs/images.md) or without a kube-controller-manager.
 """
 
-import os
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -17,27 +16,34 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-import audioextract
 from tests.envtest.conftest import running_kubelet
-from tests.envtest.operator_helpers import GROUP, VERSION, get, make_video
+from tests.envtest.operator_helpers import (
+    DEST,
+    GROUP,
+    VERSION,
+    batch_manifest,
+    get,
+    make_video,
+    phase_is,
+)
 from tests.envtest.operator_process import OperatorProcess
 from tests.support import builders, media
-from tests.support.container import Container, container, unavailable
+from tests.support.container import (
+    OPERATOR_IMAGE,
+    WORKER_IMAGE,
+    Container,
+    container_or_skip,
+)
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for
 
-WORKER_IMAGE = os.environ.get("WORKER_IMAGE") or f"audio-extract-worker:{audioextract.__version__}"
 WORKER_UID = 65532  # the Job's runAsUser (reconcile/manifest.py)
 
 
 @pytest.fixture(scope="module")
 def worker_image() -> Iterator[Container]:
-    reason = unavailable(WORKER_IMAGE)
-    if reason is not None:
-        pytest.skip(f"image tier: {reason}")
-    with container(WORKER_IMAGE) as ctr:
-        yield ctr
+    yield from container_or_skip(WORKER_IMAGE)
 
 
 @pytest.fixture
@@ -126,3 +132,43 @@ def test_e2e_media_server_pod_serves_its_clip_from_the_worker_image(
             return None
 
     assert wait_for(served, timeout=30, interval=0.3, what="clip served") == clip
+
+
+@pytest.fixture(scope="module")
+def operator_image() -> Iterator[Container]:
+    yield from container_or_skip(OPERATOR_IMAGE)
+
+
+def test_batch_runs_on_both_images(
+    controller_manager: ControlPlane,
+    crds: list[str],
+    namespace: str,
+    operator_image: Container,
+    image_kubelet: FakeKubelet,
+    api_client: Any,
+) -> None:
+    """The operator image's operator (Python 3.13, its own kopf and client) and the
+    worker image's worker run a Batch together: every part a cluster would run."""
+    make_video(image_kubelet.volume_dir("media") / "a.mp4", seconds=2)
+    out = image_kubelet.volume_dir("out")
+    settings = {"AUDIOEXTRACT_WORKER_IMAGE": WORKER_IMAGE, "AUDIOEXTRACT_DEFAULT_DESTINATION": DEST}
+    jobs = [
+        {"name": fmt, "source": {"volume": {"claimName": "media", "path": "a.mp4"}},
+         "output": {"format": fmt}}
+        for fmt in ("mp3", "flac")
+    ]  # fmt: skip
+    custom = kubernetes.client.CustomObjectsApi(api_client)
+    with OperatorProcess(controller_manager, namespace, settings, image=operator_image) as op:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "batches", batch_manifest("ep", jobs)
+        )
+        batch = wait_for(
+            phase_is(custom, namespace, "ep", "Succeeded"), timeout=120, what="Batch Succeeded"
+        )
+        op.assert_healthy()
+    assert batch["status"]["succeeded"] == 2
+    assert str(operator_image.rootfs) in op.proc.args  # type: ignore[union-attr]
+    assert {media.probe(out / "audio" / f"ep-{f}.{f}").codec for f in ("mp3", "flac")} == {
+        "mp3",
+        "flac",
+    }

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-import audioextract
-from tests.support.container import Container, container, diff, unavailable
+from tests.support.container import (
+    OPERATOR_IMAGE,
+    WORKER_IMAGE,
+    Container,
+    container_or_skip,
+    diff,
+)
 
 HERE = Path(__file__).parent
-WORKER_IMAGE = os.environ.get("WORKER_IMAGE") or f"audio-extract-worker:{audioextract.__version__}"
-OPERATOR_IMAGE = (
-    os.environ.get("OPERATOR_IMAGE") or f"audio-extract-operator:{audioextract.__version__}"
-)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,24 +28,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.images)
 
 
-def _container(ref: str) -> Iterator[Container]:
-    reason = unavailable(ref)
-    if reason is not None:
-        pytest.skip(f"image tier: {reason}")
-    with container(ref) as ctr:
-        yield ctr
-
-
 @pytest.fixture(scope="session")
 def worker() -> Iterator[Container]:
     """A container of the worker image (one rootfs for the session)."""
-    yield from _container(WORKER_IMAGE)
+    yield from container_or_skip(WORKER_IMAGE)
 
 
 @pytest.fixture(scope="session")
 def operator_image() -> Iterator[Container]:
     """A container of the operator image."""
-    yield from _container(OPERATOR_IMAGE)
+    yield from container_or_skip(OPERATOR_IMAGE)
 
 
 def assert_root_unchanged(ctr: Container) -> Iterator[None]:

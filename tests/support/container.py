@@ -25,7 +25,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import audioextract
+
 STORAGE_ENV = {"STORAGE_DRIVER": "vfs"}
+# The images `make images` builds (override with $WORKER_IMAGE / $OPERATOR_IMAGE).
+WORKER_IMAGE = os.environ.get("WORKER_IMAGE") or f"audio-extract-worker:{audioextract.__version__}"
+OPERATOR_IMAGE = (
+    os.environ.get("OPERATOR_IMAGE") or f"audio-extract-operator:{audioextract.__version__}"
+)
 # Runs inside `unshare --mount --pid --fork`: $1 rootfs, $2 an empty directory to mount
 # it on, $3 uid:gid, $4 gid, $5 the number N of bind mounts, then N triples "host
 # container ro|rw", then the command. Mount points under /dev and /tmp (tmpfs here) are
@@ -245,3 +254,12 @@ def image_config(ref: str) -> dict[str, Any]:
     info = json.loads(buildah("inspect", "--type", "image", ref).stdout)
     config: dict[str, Any] = info["OCIv1"]["config"]
     return config
+
+
+def container_or_skip(ref: str) -> Iterator[Container]:
+    """Body of a fixture: a container of image ``ref``, or the test skipped saying why."""
+    reason = unavailable(ref)
+    if reason is not None:
+        pytest.skip(f"image tier: {reason}")
+    with container(ref) as ctr:
+        yield ctr
