@@ -26,6 +26,7 @@ from audioextract.local.state import (
     write_document,
 )
 from audioextract.reconcile.admission import Active, BatchLimit, Candidate, admit
+from audioextract.reconcile.batch import CANCEL_MESSAGE
 from audioextract.reconcile.conditions import now_rfc3339
 from audioextract.reconcile.observe import make_error
 from audioextract.reconcile.rollup import to_cancel
@@ -36,7 +37,7 @@ from audioextract.webhooks.events import Event, Snapshot
 # would only slow a local run down.
 RETRY_DELAY_SECONDS = 1.0
 RETRY_DELAY_MAX_SECONDS = 30.0
-BUDGET_MESSAGE = "not started: the Batch's failurePolicy.maxFailedJobs was exceeded"
+BUDGET_MESSAGE = CANCEL_MESSAGE  # the operator's Batch plan cancels with the same words
 INTERRUPTED_MESSAGE = "not started: the run was interrupted"
 
 
