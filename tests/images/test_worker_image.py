@@ -253,7 +253,7 @@ def test_local_runner_runs_a_batch_inside_the_image(
     assert set(jobs) == set(inputs)
     for fmt, job in jobs.items():
         assert job["phase"] == "Succeeded", job
-        uri = job["uri"]
+        uri = job["result"]["uri"]
         out = workdir / "out" / uri.rsplit("/", 1)[1]
         assert out.stat().st_uid == 65532, fmt
         probe = media.probe(out)
