@@ -25,6 +25,18 @@ def _tone(freq: int = 440, rate: int = 48000, seconds: float = SECONDS) -> list[
 
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 
+# 5.1 as AC-3 carries it (5.1(side)): dialogue-like tone in the centre, music-like
+# tones on the fronts, noise (ambience) on the surrounds, a quiet LFE.
+_SURROUND = [
+    "-f",
+    "lavfi",
+    "-i",
+    "aevalsrc=exprs="
+    "'0.2*sin(2*PI*660*t)|0.2*sin(2*PI*550*t)|0.3*sin(2*PI*440*t)*(1+sin(3*t))/2|"
+    "0.1*sin(2*PI*60*t)|0.05*(random(0)-0.5)|0.05*(random(1)-0.5)'"
+    f":channel_layout=5.1(side):sample_rate=48000:duration={SECONDS}",
+]
+
 # name -> ffmpeg arguments after the inputs (output path appended).
 RECIPES: dict[str, list[str]] = {
     "av.mp4": [*_VIDEO, *_tone(), *X264, "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"],
@@ -53,6 +65,7 @@ RECIPES: dict[str, list[str]] = {
     "hires.mkv": [*_VIDEO, *_tone(rate=96000), *X264, "-c:a", "flac", "-sample_fmt", "s32"],
     "pcm.mov": [*_VIDEO, *_tone(), *X264, "-c:a", "pcm_s16le"],
     "alac.mov": [*_VIDEO, *_tone(), *X264, "-c:a", "alac"],
+    "surround.mkv": [*_VIDEO, *_SURROUND, *X264, "-c:a", "ac3", "-b:a", "384k"],
     "video-only.mp4": [*_VIDEO, *X264],
     "two-tracks.mkv": [
         *_VIDEO,

@@ -110,6 +110,16 @@ def test_mp3_limits() -> None:
     assert len(plan.notes) == 2
 
 
+def test_opus_surround_from_a_source_without_a_declared_layout() -> None:
+    # AC-3 probed with 6 channels but no layout name still maps to 5.1 (family 1).
+    ac3 = AudioInfo(codec="ac3", sample_rate=48000, channels=6)
+    plan = plan_encode(out(format="opus"), ac3)
+    assert plan.layout == "5.1" and plan.options["mapping_family"] == 1
+    inp = InputSpec("file:/in.mkv", {})
+    args = build_command(inp, plan, "/out.opus", audio_filter="volume=2dB")
+    assert args[args.index("-af") + 1] == "channelmap=channel_layout=5.1,volume=2dB"
+
+
 def test_lossless_bit_depth() -> None:
     assert plan_encode(out(format="flac"), AAC).sample_fmt == "s16"
     assert plan_encode(out(format="flac", sampleRate=48000), FLAC24).sample_fmt == "s32"
