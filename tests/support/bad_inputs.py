@@ -70,6 +70,17 @@ BAD_INPUTS: list[BadInput] = [
         "at most 2 channels",
     ),
     BadInput(
+        "wav-custom-tag",
+        with_output(batch(), format="wav", tags={"title": "t", "mykey": "v"}),
+        "spec.jobs[0].output",
+        "wav (RIFF INFO) holds only",
+    ),
+    BadInput(
+        "snake-case-field",
+        with_output(batch(), sample_rate=44100),
+        "spec.jobs[0].output.sample_rate",
+    ),
+    BadInput(
         "sample-rate", with_output(batch(), sampleRate=12345), "spec.jobs[0].output.sampleRate"
     ),
     BadInput(

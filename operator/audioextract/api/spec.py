@@ -26,6 +26,20 @@ LOSSLESS = (Format.FLAC, Format.WAV, Format.ALAC)
 SampleRate = Literal[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000]
 SAMPLE_RATES: tuple[int, ...] = SampleRate.__args__  # type: ignore[attr-defined]
 TAG_KEY = r"^[a-z][a-z0-9_]{0,63}$"
+# The keys ffmpeg maps to RIFF INFO chunks: all a WAV file can hold.
+WAV_TAGS = (
+    "album",
+    "artist",
+    "comment",
+    "copyright",
+    "date",
+    "encoded_by",
+    "genre",
+    "language",
+    "title",
+    "track",
+)
+WAV_TAGS_MESSAGE = "output.tags: wav (RIFF INFO) holds only " + ", ".join(WAV_TAGS)
 JOB_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 
@@ -293,7 +307,11 @@ class Loudness(Model):
         default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1."
     )
     lra: float | None = Field(
-        default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7."
+        default=None,
+        ge=1,
+        le=50,
+        description="Loudness range target in LU, reported against: the range is never "
+        "compressed. Default: 7.",
     )
 
 
@@ -321,6 +339,11 @@ class Output(Model):
                 "!has(self.channels) || !has(self.format) || self.format != 'mp3' || self.channels <= 2",
                 "output.channels: mp3 supports at most 2 channels",
             ),
+            cel(
+                "!has(self.tags) || !has(self.format) || self.format != 'wav' || "
+                "self.tags.all(k, k in [" + ", ".join(f"'{k}'" for k in WAV_TAGS) + "])",
+                WAV_TAGS_MESSAGE,
+            ),
         )
     }
 
@@ -344,7 +367,9 @@ class Output(Model):
     )
     normalize: bool | None = Field(
         default=None,
-        description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false.",
+        description="EBU R128 loudness normalisation: measured linear gain, a true-peak limiter "
+        "only where needed, verified on the output (within 0.5 LU, true peak at or under the "
+        "target). Default: false.",
     )
     loudness: Loudness | None = Field(
         default=None, description="Loudness targets used when normalize is true."
@@ -371,7 +396,9 @@ class Output(Model):
                 "output.tags: keys must match ^[a-z][a-z0-9_]{0,63}$",
             )
         ),
-        description="Metadata tags written into the file (title, artist, album, date, genre, comment, ...).",
+        description="Metadata tags written into the file (title, artist, album, date, genre, "
+        "comment, language, any other lower-case key; wav holds only its RIFF INFO keys). "
+        "The source's own metadata is never copied.",
     )
     destination: Destination | None = Field(
         default=None,
@@ -386,6 +413,8 @@ class Output(Model):
             raise ValueError("output.bitrate does not apply to lossless formats (flac, wav, alac)")
         if self.channels is not None and self.format == Format.MP3 and self.channels > 2:
             raise ValueError("output.channels: mp3 supports at most 2 channels")
+        if self.tags and self.format == Format.WAV and not set(self.tags) <= set(WAV_TAGS):
+            raise ValueError(WAV_TAGS_MESSAGE)
         return self
 
 
