@@ -249,10 +249,15 @@ def run(args: argparse.Namespace) -> int:
         return 1 if stale else 0
     if args.write is not None:
         for directory in args.write or CRD_DIRS:
-            directory.mkdir(parents=True, exist_ok=True)
-            for name, crd in all_crds().items():
-                (directory / name).write_text(render(crd))
-                print(directory / name)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                for name, crd in all_crds().items():
+                    (directory / name).write_text(render(crd))
+                    print(directory / name)
+            except OSError as exc:
+                # A bad flag exits 2 naming it, as every command does (docs/local.md).
+                print(f"error: --write {directory}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
         return 0
     sys.stdout.write("---\n".join(render(crd) for crd in all_crds().values()))
     return 0
