@@ -17,6 +17,7 @@ from audioextract.api.status import BatchStatus, ExtractionJobStatus, JobError
 from audioextract.local import attempt
 from audioextract.local.hooks import DrainReport, Hooks
 from audioextract.local.plan import Plan
+from audioextract.local.pool import PRELOAD, Pool
 from audioextract.local.state import (
     JobState,
     batch_status,
@@ -38,6 +39,16 @@ RETRY_DELAY_SECONDS = 1.0
 RETRY_DELAY_MAX_SECONDS = 30.0
 BUDGET_MESSAGE = "not started: the Batch's failurePolicy.maxFailedJobs was exceeded"
 INTERRUPTED_MESSAGE = "not started: the run was interrupted"
+
+
+def pool_preload(plan: Plan) -> tuple[str, ...]:
+    """What the pool server imports before forking: the worker, and boto3 when S3 is used."""
+    uses_s3 = any(
+        (job.task.source.url or "").startswith("s3://")
+        or (job.task.output.destination is not None and job.task.output.destination.s3 is not None)
+        for job in plan.jobs
+    )
+    return (*PRELOAD, "boto3") if uses_s3 else PRELOAD
 
 
 class View(Protocol):
@@ -113,6 +124,8 @@ class Runner:
         self.status: BatchStatus | ExtractionJobStatus | None = None
         self.interrupted = False
         self._cancel: asyncio.Event | None = None
+        # Attempts are forks of one warm worker process (see audioextract.local.pool).
+        self.pool: Pool | None = None
         self.hooks: Hooks | None = None
         webhook = plan.loaded.webhook
         if webhook is not None and webhook_secret is not None:
@@ -218,6 +231,7 @@ class Runner:
         if self.hooks is not None:
             self.hooks.start()
         running: dict[str, asyncio.Task[None]] = {}
+        self.pool = Pool(pool_preload(self.plan))
         stop_waiter = asyncio.create_task(self._cancel.wait())
         try:
             while True:
@@ -246,6 +260,7 @@ class Runner:
             for task in running.values():
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.pool.close()
         leftover = [s for s in self.states if s.phase == JobPhase.QUEUED]
         if leftover and not self._suspended():
             self._fail_unstarted(leftover, INTERRUPTED_MESSAGE)
@@ -286,7 +301,7 @@ class Runner:
                 timeout=float(job.timeout),
             )
             outcome = await attempt.run_attempt(
-                inv, lambda record: self._on_log(state, record), self._cancel
+                inv, lambda record: self._on_log(state, record), self._cancel, self.pool
             )
             if outcome.result is not None:
                 self._finish(state, JobPhase.SUCCEEDED, result=outcome)
