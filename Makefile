@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # The image builder of images/*/Dockerfile (kept plain); `make e2e` loads the result into kind.
 IMAGE_BUILD ?= docker build
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover demo e2e
+.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-local bench-aac bench-failover demo e2e
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -47,9 +47,17 @@ crds: venv
 crds-check: venv
 	$(BIN)/audio-extract crds --check
 
-# Worker vs bare ffmpeg on a generated 10-minute 720p video (BENCH_ARGS="--minutes 2" for a quick run).
+# Worker vs bare ffmpeg on a 10-minute realistic source (BENCH_ARGS=--quick: about a minute).
 bench-worker: venv
 	$(BIN)/python bench/worker.py $(BENCH_ARGS)
+
+# The local runner vs the same ffmpeg commands under xargs -P (BENCH_ARGS=--quick: about a minute).
+bench-local: venv
+	$(BIN)/python bench/local.py $(BENCH_ARGS)
+
+# AAC coders: speed and null-test SNR on speech, music and noise (docs/performance.md).
+bench-aac: venv
+	$(BIN)/python bench/aac_coder.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache demo-out

@@ -27,6 +27,7 @@ from tests.support.builders import job_result
 
 AAC = AudioInfo(codec="aac", sample_rate=44100, channels=2, bit_rate=128000)
 FLAC24 = AudioInfo(codec="flac", sample_rate=96000, channels=2, bits=24)
+MP3 = AudioInfo(codec="mp3", sample_rate=44100, channels=2, bit_rate=192000)
 
 
 def out(**kw: object) -> Output:
@@ -87,6 +88,15 @@ def test_presets_and_explicit_bitrate() -> None:
         "vbr": "off",
     }
     assert plan_encode(out(format="ogg", quality="medium"), AAC).options == {"q:a": 5}
+    # Every AAC encode uses the coder chosen on measurements (docs/performance.md).
+    assert plan_encode(out(format="m4a", quality="low"), MP3).options == {
+        "b:a": "96k",
+        "aac_coder": "fast",
+    }
+    assert plan_encode(out(format="aac", bitrate="160k"), MP3).options == {
+        "b:a": "160k",
+        "aac_coder": "fast",
+    }
 
 
 @pytest.mark.parametrize(

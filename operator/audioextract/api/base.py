@@ -32,6 +32,9 @@ class Model(BaseModel):
         extra="forbid",
         use_enum_values=True,
         validate_default=False,
+        # Validators are built on first use: a worker validates one Task and never
+        # pays for the Batch, ExtractionJob and status models it does not use.
+        defer_build=True,
     )
 
     def dump(self) -> dict[str, Any]:
