@@ -128,7 +128,8 @@ def floor_commands(sources: list[Path], jobs: int, out: Path) -> list[str]:
         src = sources[j % len(sources)]
         inp = InputSpec(f"file:{src}", {"protocol_whitelist": "file", "format_whitelist": DEMUXERS})
         args = build_command(inp, plan_encode(output, infos[src]), str(out / f"j{j:04d}.mp3"))
-        lines.append(shlex.join(args))
+        # xargs appends each line to its own command, "ffmpeg".
+        lines.append(shlex.join(args[1:]))
     return lines
 
 
@@ -174,7 +175,12 @@ def fresh(directory: Path) -> Path:
 
 def run_floor(work: Path, lines: list[str], parallel: int) -> tuple[float, float]:
     fresh(work / "floor-out")
-    return measure(["xargs", "-P", str(parallel), "-L", "1", "-a", str(work / "cmds.txt")], work)
+    cmds = str(work / "cmds.txt")
+    wall, cpu = measure(["xargs", "-P", str(parallel), "-L", "1", "-a", cmds, "ffmpeg"], work)
+    done = len(list((work / "floor-out").iterdir()))
+    if done != len(lines):
+        raise SystemExit(f"xargs produced {done} files, not {len(lines)}")
+    return wall, cpu
 
 
 def run_ours(work: Path, media: Path, parallel: int, jobs: int) -> tuple[float, float]:
