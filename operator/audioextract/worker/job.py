@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -399,6 +400,8 @@ def finish(ctx: Context, local: tuple[Path, bool]) -> JobResult:
     """Describe the output (ffprobe, sha256, loudness) and deliver it."""
     path, copied = local
     output = ctx.task.output
+    # The hash runs in a thread while ffprobe reads the output (hashlib releases the GIL).
+    hashing = _Hashing(path)
     data, stderr = process.ffprobe_json(
         f"file:{path}", {"protocol_whitelist": "file"}, ctx.deadline
     )
@@ -417,10 +420,7 @@ def finish(ctx: Context, local: tuple[Path, bool]) -> JobResult:
         done = process.run(build_measure_command(inp, progress=False), ctx.deadline)
         measured = parse_ebur128(done.stderr) if done.returncode == 0 else None
         loudness = round(measured.integrated, 2) if measured else None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
+    sha256 = hashing.result()
     filename = output_filename(output, ctx.task.name)
     assert output.destination is not None
     uri = deliver(
@@ -444,10 +444,35 @@ def finish(ctx: Context, local: tuple[Path, bool]) -> JobResult:
         bitrate=bitrate,
         sample_rate=_int(stream.get("sample_rate")) or 0,
         channels=_int(stream.get("channels")) or 0,
-        sha256=digest.hexdigest(),
+        sha256=sha256,
         loudness_lufs=loudness,
         stream_copied=copied,
     )
+
+
+class _Hashing:
+    """The sha256 of a file, computed in a background thread; result() waits for it."""
+
+    def __init__(self, path: Path) -> None:
+        self._digest = hashlib.sha256()
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(1024 * 1024):
+                    self._digest.update(chunk)
+        except OSError as exc:
+            self._error = exc
+
+    def result(self) -> str:
+        """The hex digest; raises the OSError that reading the file raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
 
 
 def _int(value: Any) -> int | None:
