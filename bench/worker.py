@@ -210,11 +210,17 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=600, help="overhead source length")
-    parser.add_argument("--content-seconds", type=float, default=60, help="per-content sources")
+    parser.add_argument("--content-seconds", type=float, default=120, help="per-content sources")
     parser.add_argument("--formats", default=",".join(ALL_FORMATS), help="comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best counts")
     parser.add_argument("--normalize", action="store_true", help="add the mp3 + normalize case")
     parser.add_argument("--quick", action="store_true", help="about a minute: 30 s sources")
+    parser.add_argument(
+        "--part",
+        choices=["all", "overhead", "content"],
+        default="all",
+        help="run one part only (the other's figures come from bench/results/worker.json)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
     args = parser.parse_args()
     formats = args.formats.split(",")
@@ -231,7 +237,7 @@ def main() -> int:
     per_content = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         work = Path(tmp)
-        for label, output in cases(formats, args.normalize):
+        for label, output in cases(formats, args.normalize) if args.part != "content" else ():
             r = compare(src, info, duration, label, output, work, args.repeat, meter)
             rows.append(r)
             print(
@@ -240,21 +246,37 @@ def main() -> int:
                 f"realtime {r['realtime_x']:.0f}x",
                 flush=True,
             )
-        for kind in content.KINDS:
+        for kind in content.KINDS if args.part in ("all", "content") else ():
             ksrc = content.video(kind, args.content_seconds)
-            _, kdur = probe_audio(ksrc)
+            kinfo, kdur = probe_audio(ksrc)
             for label, output in cases(formats, False):
                 if label == COPY:
                     continue
                 runs = 1 if args.quick else args.repeat
-                best = min(worker(ksrc, output, work, f"{kind}{i}")[0] for i in range(runs))
-                meter.sample()
-                per_content.append({"content": kind, "case": label, "realtime_x": kdur / best})
-                print(f"{kind:7s} {label:10s} realtime {kdur / best:.0f}x", flush=True)
+                r = compare(ksrc, kinfo, kdur, label, output, work, runs, meter)
+                per_content.append(
+                    {
+                        "content": kind,
+                        "case": label,
+                        "realtime_x": r["realtime_x"],
+                        "bare_realtime_x": kdur / r["bare_s"],
+                    }
+                )
+                print(
+                    f"{kind:7s} {label:10s} realtime: worker {r['realtime_x']:.0f}x, "
+                    f"bare {kdur / r['bare_s']:.0f}x",
+                    flush=True,
+                )
     meter.sample()
+    if args.part != "all":
+        # Keep the other part's figures from the last full run.
+        previous = json.loads((report.RESULTS / "worker.json").read_text())
+        rows = rows or previous["rows"]
+        per_content = per_content or previous["per_content"]
     data = {
         "when": report.now(),
-        "args": f"--seconds {args.seconds:g} --content-seconds {args.content_seconds:g} "
+        "args": f"--part {args.part} --seconds {args.seconds:g} "
+        f"--content-seconds {args.content_seconds:g} "
         f"--repeat {args.repeat}",
         "machine": report.machine(),
         "load": meter.text(),
@@ -262,6 +284,7 @@ def main() -> int:
         f"AAC {info.sample_rate} Hz stereo under 1280x720 H.264",
         "rows": rows,
         "per_content": per_content,
+        "content_seconds": args.content_seconds,
     }
     report.save("worker", data)
     text = render(data)
@@ -300,16 +323,21 @@ def render(data: dict[str, Any]) -> str:
     if data["per_content"]:
         cases_ = list(dict.fromkeys(r["case"] for r in data["per_content"]))
         kinds = list(dict.fromkeys(r["content"] for r in data["per_content"]))
-        table = {(r["content"], r["case"]): r["realtime_x"] for r in data["per_content"]}
+        table = {
+            (r["content"], r["case"]): f"{r['realtime_x']:.0f}x"
+            + (f" ({r['bare_realtime_x']:.0f}x)" if "bare_realtime_x" in r else "")
+            for r in data["per_content"]
+        }
         lines += [
             "",
-            "Worker realtime factor per content (sources of their own, same shape):",
+            "Realtime factor per content, the worker's (bare ffmpeg's in brackets), on "
+            f"sources of their own of {data.get('content_seconds', '?')} s, same shape:",
             "",
             "| Content | " + " | ".join(cases_) + " |",
             "|---|" + "---:|" * len(cases_),
         ]
         for kind in kinds:
-            cells = " | ".join(f"{table[(kind, c)]:.0f}x" for c in cases_)
+            cells = " | ".join(table[(kind, c)] for c in cases_)
             lines.append(f"| {kind} | {cells} |")
     return "\n".join(lines)
 
