@@ -85,12 +85,26 @@ def _child(request: dict[str, Any], err_fd: int, closing: Sequence[int]) -> None
         os._exit(rc)
 
 
+def _warm() -> None:
+    """Build the models every attempt uses, once, before any fork.
+
+    They are built on first use (``defer_build``); built here, each forked attempt
+    inherits them instead of building them again.
+    """
+    from audioextract.api.status import JobError, JobResult
+    from audioextract.api.task import Task
+
+    for model in (Task, JobResult, JobError):
+        model.model_rebuild()
+
+
 def serve(sock_fd: int, preload: Sequence[str]) -> None:
     """The pool server's loop: fork on request, report exits, stop when the runner goes."""
     import importlib
 
     for name in preload:
         importlib.import_module(name)
+    _warm()
     sock = socket.socket(fileno=sock_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
