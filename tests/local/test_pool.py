@@ -161,3 +161,26 @@ def test_a_dead_pool_server_fails_its_attempts_and_is_replaced(
             await pool.close()
 
     asyncio.run(main())
+
+
+def test_attempts_that_end_at_once_are_each_reported(workspace: Path) -> None:
+    # An invalid task ends its worker within milliseconds of the fork: its exit may
+    # reach the runner right behind its pid, and must still be its own outcome.
+    async def main() -> list[attempt.Outcome]:
+        pool = Pool()
+        try:
+            invs = []
+            for i in range(12):
+                inv = _invocation(workspace, f"bad{i}", {}, timeout=20)
+                inv.task_file.write_text("{not json")
+                invs.append(inv)
+            cancel = asyncio.Event()
+            return await asyncio.gather(
+                *(attempt.run_attempt(inv, lambda r: None, cancel, pool) for inv in invs)
+            )
+        finally:
+            await pool.close()
+
+    for outcome in asyncio.run(main()):
+        assert outcome.error is not None and outcome.error.code == "InvalidSpec"
+        assert not outcome.retryable and outcome.stopped is None

@@ -209,7 +209,8 @@ class Pool:
         self._sock: socket.socket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._next_id = 0
-        self._spawning: dict[int, asyncio.Future[int]] = {}
+        # request id -> (forked: the pid, ended: the exit code)
+        self._spawning: dict[int, tuple[asyncio.Future[int], asyncio.Future[int]]] = {}
         self._running: dict[int, asyncio.Future[int]] = {}
         self._start_lock = asyncio.Lock()
 
@@ -261,13 +262,18 @@ class Pool:
                     if fut is not None and not fut.done():
                         fut.set_result(int(message["code"]))
                     continue
-                waiter = self._spawning.pop(int(message["id"]), None)
-                if waiter is None or waiter.done():
+                pending = self._spawning.pop(int(message["id"]), None)
+                if pending is None:
                     continue
+                forked, ended = pending
                 if "pid" in message:
-                    waiter.set_result(int(message["pid"]))
-                else:
-                    waiter.set_exception(PoolError(str(message.get("error"))))
+                    # Registered here, before anything else is read: the child's exit
+                    # may be the very next message.
+                    self._running[int(message["pid"])] = ended
+                    if not forked.done():
+                        forked.set_result(int(message["pid"]))
+                elif not forked.done():
+                    forked.set_exception(PoolError(str(message.get("error"))))
         except OSError:
             pass
         finally:
@@ -275,9 +281,9 @@ class Pool:
 
     def _orphaned(self) -> None:
         """The server is gone: its children can no longer be reaped or reported."""
-        for waiter in self._spawning.values():
-            if not waiter.done():
-                waiter.set_exception(PoolError("the worker pool stopped"))
+        for forked, _ in self._spawning.values():
+            if not forked.done():
+                forked.set_exception(PoolError("the worker pool stopped"))
         self._spawning.clear()
         for pid, fut in self._running.items():
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -293,7 +299,8 @@ class Pool:
         self._next_id += 1
         request_id = self._next_id
         started: asyncio.Future[int] = loop.create_future()
-        self._spawning[request_id] = started
+        ended: asyncio.Future[int] = loop.create_future()
+        self._spawning[request_id] = (started, ended)
         read_fd, write_fd = os.pipe()
         try:
             body = json.dumps({"id": request_id, "argv": list(argv), "env": env, "cwd": cwd})
@@ -316,8 +323,6 @@ class Pool:
         except BaseException:
             os.close(read_fd)
             raise
-        ended: asyncio.Future[int] = loop.create_future()
-        self._running[pid] = ended
         reader = asyncio.StreamReader(limit=STREAM_LIMIT)
         protocol = asyncio.StreamReaderProtocol(reader)
         await loop.connect_read_pipe(lambda: protocol, os.fdopen(read_fd, "rb", 0))
