@@ -268,18 +268,23 @@ def main() -> int:
                     flush=True,
                 )
     meter.sample()
+    run = {
+        "when": report.now(),
+        "args": f"--part {args.part} --seconds {args.seconds:g} "
+        f"--content-seconds {args.content_seconds:g} --repeat {args.repeat}",
+        "load": meter.text(),
+    }
+    parts = {"overhead": run, "content": run}
     if args.part != "all":
-        # Keep the other part's figures from the last full run.
+        # Keep the other part's figures (and when, how, under which load) from before.
         previous = json.loads((report.RESULTS / "worker.json").read_text())
+        other = "content" if args.part == "overhead" else "overhead"
+        parts[other] = previous["parts"][other]
         rows = rows or previous["rows"]
         per_content = per_content or previous["per_content"]
     data = {
-        "when": report.now(),
-        "args": f"--part {args.part} --seconds {args.seconds:g} "
-        f"--content-seconds {args.content_seconds:g} "
-        f"--repeat {args.repeat}",
+        "parts": parts,
         "machine": report.machine(),
-        "load": meter.text(),
         "source": f"{src.name}: {duration:.0f} s of mixed content (speech, music, noise), "
         f"AAC {info.sample_rate} Hz stereo under 1280x720 H.264",
         "rows": rows,
@@ -296,9 +301,12 @@ def main() -> int:
 
 def render(data: dict[str, Any]) -> str:
     """The docs section."""
+    parts = data["parts"]
     lines = [
-        f"Measured {data['when']} with `bench/worker.py {data['args']}`; {data['load']}.",
         f"Machine: {data['machine']}.",
+        "",
+        f"Overhead: measured {parts['overhead']['when']} with "
+        f"`bench/worker.py {parts['overhead']['args']}`; {parts['overhead']['load']}.",
         f"Source: {data['source']}.",
         "",
         "| Case | Bare ffmpeg (s) | Worker (s) | Worker / ffmpeg | Fixed cost (s) "
@@ -330,8 +338,10 @@ def render(data: dict[str, Any]) -> str:
         }
         lines += [
             "",
-            "Realtime factor per content, the worker's (bare ffmpeg's in brackets), on "
-            f"sources of their own of {data.get('content_seconds', '?')} s, same shape:",
+            f"Per content: measured {parts['content']['when']} with "
+            f"`bench/worker.py {parts['content']['args']}`; {parts['content']['load']}.",
+            "Realtime factor, the worker's (bare ffmpeg's in brackets), on sources of their "
+            f"own of {data.get('content_seconds', '?')} s, same shape (best of the runs):",
             "",
             "| Content | " + " | ".join(cases_) + " |",
             "|---|" + "---:|" * len(cases_),
