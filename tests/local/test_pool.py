@@ -23,7 +23,9 @@ from tests.local.conftest import LOOPBACK, MEDIA
 from tests.support import http_server
 
 
-def _invocation(tmp: Path, name: str, source: dict[str, Any], timeout: float) -> attempt.Invocation:
+def _invocation(
+    tmp: Path, name: str, source: dict[str, Any], timeout: float, out: str = "out"
+) -> attempt.Invocation:
     task = {
         "name": name,
         "source": source,
@@ -36,7 +38,7 @@ def _invocation(tmp: Path, name: str, source: dict[str, Any], timeout: float) ->
         task_file=task_file,
         result_file=tmp / f"{name}.result.json",
         temp_dir=tmp / "scratch",
-        volumes={"media": tmp / "media", "out": tmp / "out"},
+        volumes={"media": tmp / "media", "out": tmp / out},
         timeout=timeout,
     )
 
@@ -68,6 +70,7 @@ async def _wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
 def workspace(tmp_path: Path, local_media: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "media").mkdir()
     (tmp_path / "out").mkdir()
+    (tmp_path / "out2").mkdir()
     os.link(local_media / MEDIA, tmp_path / "media" / MEDIA)
     monkeypatch.setenv("AUDIOEXTRACT_ALLOW_NETWORKS", LOOPBACK)
     monkeypatch.setattr(attempt, "TIMEOUT_GRACE_SECONDS", 0.5)
@@ -184,3 +187,31 @@ def test_attempts_that_end_at_once_are_each_reported(workspace: Path) -> None:
     for outcome in asyncio.run(main()):
         assert outcome.error is not None and outcome.error.code == "InvalidSpec"
         assert not outcome.retryable and outcome.stopped is None
+
+
+def test_a_pool_attempt_gives_the_result_of_a_fresh_interpreter(workspace: Path) -> None:
+    # Same task, once as a fresh `python -m audioextract worker` and once forked from
+    # the pool (each into its own, empty, directory): the same file, the same result.
+    local = {"volume": {"claimName": "media", "path": MEDIA}}
+
+    async def main() -> tuple[attempt.Outcome, attempt.Outcome, bytes, bytes]:
+        cancel = asyncio.Event()
+        fresh = await attempt.run_attempt(
+            _invocation(workspace, "same", local, 600, out="out"), lambda r: None, cancel
+        )
+        pool = Pool()
+        try:
+            forked = await attempt.run_attempt(
+                _invocation(workspace, "same", local, 600, out="out2"),
+                lambda r: None,
+                cancel,
+                pool,
+            )
+        finally:
+            await pool.close()
+        return fresh, forked, *((workspace / d / "same.mp3").read_bytes() for d in ("out", "out2"))
+
+    fresh, forked, first, second = asyncio.run(main())
+    assert fresh.result is not None and forked.result is not None
+    assert fresh.result == forked.result
+    assert first == second

@@ -226,3 +226,41 @@ def test_result_json_bounded_and_valid() -> None:
     text = result_json(res)
     assert len(text.encode()) <= 4096
     JobResult.model_validate(json.loads(text))
+
+
+def test_argument_lists_are_exactly_those_ffmpeg_python_built() -> None:
+    # The lists the worker ran while it built them with ffmpeg-python (input options
+    # sorted, -map, -f first, then the output options sorted): unchanged without it.
+    inp = InputSpec(
+        "http://127.0.0.1:1/t",
+        {"protocol_whitelist": "http,tcp", "rw_timeout": 40000000, "max_redirects": 0},
+        audio_track=2,
+        start=1.5,
+        duration=3,
+    )
+    output = out(format="flac", sampleRate=48000, channels=1, tags={"title": "T", "artist": "A"})
+    args = build_command(
+        inp,
+        plan_encode(output, AAC),
+        "/tmp/o.flac",
+        audio_filter="loudnorm=I=-23",
+        tags=output.tags,
+    )
+    assert args == [
+        *("ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"),
+        *("-progress", "pipe:1", "-max_redirects", "0", "-protocol_whitelist", "http,tcp"),
+        *("-rw_timeout", "40000000", "-ss", "1.500", "-t", "3.000"),
+        *("-i", "http://127.0.0.1:1/t", "-map", "0:a:2", "-f", "flac", "-ac", "1"),
+        *("-af", "loudnorm=I=-23", "-ar", "48000", "-c:a", "flac", "-dn"),
+        *("-metadata:g:0", "artist=A", "-metadata:g:1", "title=T", "-sample_fmt", "s16"),
+        *("-sn", "-vn", "/tmp/o.flac"),
+    ]
+    measure = build_measure_command(
+        InputSpec("file:/x", {"protocol_whitelist": "file"}), audio_filter="volume=2"
+    )
+    assert measure == [
+        *("ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-y"),
+        *("-progress", "pipe:1", "-protocol_whitelist", "file", "-i", "file:/x"),
+        *("-map", "0:a:0", "-f", "null"),
+        *("-af", "volume=2,ebur128=peak=true:framelog=verbose", "-dn", "-sn", "-vn", "-"),
+    ]
