@@ -11,7 +11,7 @@ runs, alternately (the order flipped every round):
   (``build_command``), one line per job, run by ``xargs -P N``;
 * ours: ``audio-extract run batch.yaml --parallel N`` end to end (plan, the warm worker
   pool, per job: task validation, source ffprobe, encode, output ffprobe, sha256,
-  delivery to the volume, status file).
+  delivery to the volume, the status file as YAML).
 
 Reported per N: wall time (best of --repeat), ratio ours / floor, time per job, and
 the CPU seconds of each side's process tree (less sensitive than wall time to other
@@ -200,7 +200,7 @@ def run_ours(work: Path, media: Path, parallel: int, jobs: int) -> tuple[float, 
             "--volume",
             f"out={out}",
             "--status",
-            "status.json",
+            "status.yaml",
         ],
         work,
     )
