@@ -4,12 +4,15 @@ Every field is documented in docs/settings.md; nested values (the default destin
 resources, the webhook retry schedule) are JSON in the environment.
 """
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from audioextract.api.constants import MAX_JOBS_PER_BATCH
 from audioextract.api.spec import Destination
 from audioextract.reconcile.manifest import WorkerConfig
+from audioextract.reconcile.resources import ResourceBounds
 
 
 class Settings(BaseSettings):
@@ -42,6 +45,22 @@ class Settings(BaseSettings):
         default_factory=lambda: {"memory": "1Gi"},
         description="Worker resource limits when a job sets none (JSON).",
     )
+    min_requests: dict[str, str] = Field(
+        default_factory=dict,
+        description="Smallest worker requests a job may ask for (JSON); none by default.",
+    )
+    max_requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "8", "memory": "16Gi"},
+        description="Largest worker requests a job may ask for (JSON).",
+    )
+    max_limits: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "16", "memory": "32Gi"},
+        description="Largest worker limits a job may ask for (JSON).",
+    )
+    required_limits: list[str] = Field(
+        default_factory=lambda: ["memory"],
+        description="Resources every worker must have a limit for (JSON list).",
+    )
     temp_size_limit: str | None = Field(
         default="2Gi", description="sizeLimit of the worker's /tmp emptyDir."
     )
@@ -65,6 +84,18 @@ class Settings(BaseSettings):
         default=None,
         description="CIDRs allowed although loopback/private, for sources and webhooks; passed to the worker.",
     )
+    source_private_networks: Literal["allow", "deny"] = Field(
+        default="allow",
+        description="Whether workers may connect to private ranges (sources, S3, PUT URLs); passed to the worker.",
+    )
+    deny_private_networks: bool = Field(
+        default=False,
+        description="Older switch: true refuses private ranges for workers and webhooks alike.",
+    )
+    webhook_private_networks: Literal["allow", "deny"] = Field(
+        default="deny",
+        description="Whether webhook delivery from the operator may connect to private ranges.",
+    )
     s3_credentials_secret: str | None = Field(
         default=None,
         description="Secret with AWS_* keys used when an S3 source or destination names none.",
@@ -85,6 +116,15 @@ class Settings(BaseSettings):
         default=None, description="This instance's identity in the Lease (set from the Pod name)."
     )
 
+    @model_validator(mode="after")
+    def _defaults_within_bounds(self) -> "Settings":
+        # Otherwise every job that sets no resources would fail with InvalidSpec.
+        try:
+            self.worker_config().bounds.check(self.default_requests, self.default_limits)
+        except ValueError as exc:
+            raise ValueError(f"AUDIOEXTRACT_DEFAULT_REQUESTS/LIMITS: {exc}") from exc
+        return self
+
     def worker_config(self) -> WorkerConfig:
         """The part of the settings that shapes worker Jobs."""
         return WorkerConfig(
@@ -95,7 +135,16 @@ class Settings(BaseSettings):
             temp_size_limit=self.temp_size_limit,
             start_grace_seconds=self.start_grace_seconds,
             allow_networks=self.allow_networks,
+            source_private_networks=(
+                "deny" if self.deny_private_networks else self.source_private_networks
+            ),
             s3_credentials_secret=self.s3_credentials_secret,
             s3_endpoint=self.s3_endpoint,
             s3_region=self.s3_region,
+            bounds=ResourceBounds(
+                min_requests=dict(self.min_requests),
+                max_requests=dict(self.max_requests),
+                max_limits=dict(self.max_limits),
+                required_limits=tuple(self.required_limits),
+            ),
         )

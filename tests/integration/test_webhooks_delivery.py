@@ -26,7 +26,7 @@ from tests.support.builders import job_result
 from audioextract.api import BatchPhase, JobError, JobPhase
 from audioextract.api.constants import WebhookEvent
 from audioextract.api.status import WebhookStatus
-from audioextract.urlguard import GuardPolicy, check_url, parse_networks
+from audioextract.urlguard import BlockedAddressError, GuardPolicy, check_url, parse_networks
 from audioextract.webhooks import state
 from audioextract.webhooks.delivery import (
     DeliveryConfig,
@@ -435,12 +435,14 @@ def test_410_gone_stops_delivery_to_that_url_for_this_owner() -> None:
     async def main() -> None:
         async with serve(Receiver([secret], gone)) as rx, serve(Receiver([secret])) as new_rx:
             d = dispatcher(one_at_a_time)
-            endpoint = Endpoint.from_secret(rx.url, secret)
+            # A token in the query string: a credential, never stored in status.
+            endpoint = Endpoint.from_secret(rx.url + "?token=s3cr3t", secret)
             first = owed(JobPhase.SUCCEEDED, JobPhase.SUCCEEDED)
             report = await d.deliver_pending("k", endpoint, first, None)
             assert len(rx.hits) == 1  # the other event is not sent
             assert report.status.failed == 2
             assert report.status.gone_url == rx.url
+            assert "s3cr3t" not in report.status.model_dump_json()
             assert report.next_attempt_in is None
             assert all(o.verdict == Verdict.FAILED for o in report.outcomes)
             assert report.outcomes[0].status_code == 410
@@ -510,8 +512,16 @@ def test_guarded_addresses_are_refused_before_any_connection(host: str) -> None:
 
 def test_default_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUDIOEXTRACT_ALLOW_NETWORKS", "127.0.0.0/8")
-    assert Dispatcher().policy == LOCAL
-    assert check_url("http://127.0.0.1/x", Dispatcher().policy) == "127.0.0.1"
+    policy = Dispatcher().policy
+    assert policy.allow_networks == LOCAL.allow_networks
+    assert check_url("http://127.0.0.1/x", policy) == "127.0.0.1"
+    # Webhooks refuse private ranges by default (the operator's network position) ...
+    assert policy.deny_private
+    with pytest.raises(BlockedAddressError, match="private"):
+        policy.check("10.0.0.7")
+    # ... unless the operator's setting allows them.
+    monkeypatch.setenv("AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS", "allow")
+    Dispatcher().policy.check("10.0.0.7")
 
 
 # --- persistence and restarts -----------------------------------------------------

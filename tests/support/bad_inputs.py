@@ -106,6 +106,39 @@ BAD_INPUTS: list[BadInput] = [
         "'..'",
     ),
     BadInput(
+        "volume-path-nul",
+        _set(batch(), [*J0, "source"], {"volume": {"claimName": "uploads", "path": "a\x00.mp4"}}),
+        "spec.jobs[0].source.volume.path",
+    ),
+    BadInput(
+        "volume-path-long-component",
+        _set(
+            batch(),
+            [*J0, "source"],
+            {"volume": {"claimName": "uploads", "path": "d/" + "x" * 300 + ".mp4"}},
+        ),
+        "spec.jobs[0].source.volume.path",
+        "at most 255 bytes",
+    ),
+    BadInput(
+        "destination-path-nul",
+        with_output(batch(), destination={"volume": {"claimName": "out", "path": "a\x00b"}}),
+        "spec.jobs[0].output.destination.volume.path",
+    ),
+    BadInput(
+        "url-control-character",
+        _set(batch(), [*J0, "source", "url"], "https://cdn.example.com/a\x00b.mp4"),
+        "spec.jobs[0].source.url",
+    ),
+    BadInput(
+        "tag-nul", with_output(batch(), tags={"title": "a\x00b"}), "spec.jobs[0].output.tags.title"
+    ),
+    BadInput(
+        "region-pattern",
+        with_output(batch(), destination={"s3": {"bucket": "media", "region": "evil.com#"}}),
+        "spec.jobs[0].output.destination.s3.region",
+    ),
+    BadInput(
         "volume-path-absolute",
         _set(batch(), [*J0, "source"], {"volume": {"claimName": "uploads", "path": "/etc/passwd"}}),
         "spec.jobs[0].source.volume.path",

@@ -50,6 +50,18 @@ def with_output(obj: Obj, **output: Any) -> Obj:
     return obj
 
 
+def worker_task(name: str = "job", **fields: Any) -> Obj:
+    """A worker task JSON object: a volume source into a volume destination, as mp3."""
+    task: Obj = {
+        "name": name,
+        "source": {"volume": {"claimName": "media", "path": "av.mp4"}},
+        "output": {"format": "mp3", "destination": {"volume": {"claimName": "out"}}},
+        "timeoutSeconds": 60,
+    }
+    task.update(fields)
+    return task
+
+
 # -- core objects for tests on a real cluster (tests/e2e) ------------------------------
 
 MEDIA_PORT = 8080

@@ -4,7 +4,12 @@ from audioextract.api.constants import KUEUE_QUEUE_LABEL, LABEL_BATCH
 from audioextract.api.errors import PERMANENT_EXIT_CODES
 from audioextract.api.spec import Destination, ExtractionJobSpec
 from audioextract.api.task import build_task
-from audioextract.reconcile.manifest import WorkerConfig, active_deadline_seconds, job_manifest
+from audioextract.reconcile.manifest import (
+    WorkerConfig,
+    active_deadline_seconds,
+    job_manifest,
+    task_secret_manifest,
+)
 
 CONFIG = WorkerConfig(image="worker:1", s3_credentials_secret="default-s3")
 
@@ -21,6 +26,7 @@ def build(spec_dict, **kw):
         spec=spec,
         task=task,
         config=kw.pop("config", CONFIG),
+        task_secret=kw.pop("task_secret", None),
         batch_label="b",
         job_key="k",
     )
@@ -75,12 +81,16 @@ def test_s3_credentials_from_secret_refs():
     assert (
         env["AUDIOEXTRACT_SOURCE_AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "src"
     )
-    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+    assert env["AUDIOEXTRACT_DESTINATION_AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "default-s3",
         "key": "AWS_SECRET_ACCESS_KEY",
         "optional": False,
     }
-    assert env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    token = env["AUDIOEXTRACT_DESTINATION_AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["optional"] is True
+    # Never the plain names (any AWS client would use them for every endpoint).
+    assert not any(name.startswith("AWS_ACCESS") or name.startswith("AWS_SECRET") for name in env)
+    assert env["AWS_EC2_METADATA_DISABLED"]["value"] == "true"
     assert all("value" not in e or "SECRET" not in e["name"] for e in env.values())
 
 
@@ -112,3 +122,41 @@ def test_kueue():
 def test_deadline_formula_defaults():
     spec = ExtractionJobSpec.model_validate({"source": {"url": "https://e.com/a.mp4"}})
     assert active_deadline_seconds(spec, 60) == 3 * (3600 + 60)
+
+
+def test_task_in_a_secret_not_in_the_environment():
+    spec = {"source": {"url": "https://cdn.example.com/a.mp4?X-Amz-Signature=topsecret"}}
+    m = build(spec, task_secret="ej-1")
+    c = container(m)
+    names = {e["name"] for e in c["env"]}
+    assert "AUDIOEXTRACT_TASK" not in names
+    assert "topsecret" not in json.dumps(m)
+    assert c["args"][0] == "--task=/etc/audioextract/task/task.json"
+    volume = next(v for v in m["spec"]["template"]["spec"]["volumes"] if v["name"] == "task")
+    assert volume["secret"]["secretName"] == "ej-1"
+    mount = next(v for v in c["volumeMounts"] if v["name"] == "task")
+    assert mount == {"name": "task", "mountPath": "/etc/audioextract/task", "readOnly": True}
+    dest = Destination.model_validate({"volume": {"claimName": "out"}})
+    task = build_task("ej", ExtractionJobSpec.model_validate(spec), dest)
+    secret = task_secret_manifest(
+        name="ej-1", namespace="ns", task=task, extraction_job="ej", extraction_job_uid="uid"
+    )
+    assert secret["immutable"] is True and secret["type"] == "Opaque"
+    assert json.loads(secret["stringData"]["task.json"])["source"]["url"].endswith("topsecret")
+    owner = secret["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("ExtractionJob", "uid", False)
+
+
+def test_output_limit_follows_the_temp_volume():
+    env = {
+        e["name"]: e for e in container(build({"source": {"url": "https://e.com/a.mp4"}}))["env"]
+    }
+    limit = int(env["AUDIOEXTRACT_MAX_OUTPUT_BYTES"]["value"])
+    temp = next(
+        v
+        for v in build({"source": {"url": "https://e.com/a.mp4"}})["spec"]["template"]["spec"][
+            "volumes"
+        ]
+        if v["name"] == "tmp"
+    )
+    assert temp["emptyDir"]["sizeLimit"] == "2Gi" and limit == 2**30

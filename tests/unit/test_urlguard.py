@@ -2,7 +2,13 @@
 
 import pytest
 
-from audioextract.urlguard import BlockedAddressError, GuardPolicy, check_url, parse_networks
+from audioextract.urlguard import (
+    BlockedAddressError,
+    GuardPolicy,
+    Purpose,
+    check_url,
+    parse_networks,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +64,59 @@ def test_check_url_resolves_and_pins() -> None:
         check_url("file:///etc/passwd", policy)
     with pytest.raises(BlockedAddressError, match="scheme"):
         check_url("gopher://example.com/", policy)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "fd20:ce::254",  # GCP metadata over IPv6
+        "fd00:ec2::23",  # EKS Pod Identity
+        "168.63.129.16",  # Azure WireServer
+        "192.0.0.192",  # Oracle Cloud (legacy)
+        "::ffff:168.63.129.16",
+        "64:ff9b::a9fe:a9fe",  # 169.254.169.254 through NAT64
+        "2002:a9fe:a9fe::1",  # ... and through 6to4
+    ],
+)
+def test_metadata_addresses_refused_whatever_is_allowed(address: str) -> None:
+    for purpose in Purpose:
+        policy = GuardPolicy.from_env(
+            {
+                "AUDIOEXTRACT_ALLOW_NETWORKS": "0.0.0.0/0,::/0",
+                "AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS": "allow",
+                "AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS": "allow",
+            },
+            purpose,
+        )
+        with pytest.raises(BlockedAddressError, match="metadata"):
+            policy.check(address)
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "172.16.0.1", "100.64.0.10", "fd12:3456::1"])
+def test_private_ranges_default_per_purpose(address: str) -> None:
+    GuardPolicy.from_env({}, Purpose.SOURCES).check(address)
+    with pytest.raises(BlockedAddressError, match="private"):
+        GuardPolicy.from_env({}, Purpose.WEBHOOKS).check(address)
+    GuardPolicy.from_env(
+        {"AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS": "allow"}, Purpose.WEBHOOKS
+    ).check(address)
+    with pytest.raises(BlockedAddressError):
+        GuardPolicy.from_env({"AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS": "deny"}).check(address)
+    # The older switch denies both; the allow list still opens a listed range.
+    with pytest.raises(BlockedAddressError):
+        GuardPolicy.from_env({"AUDIOEXTRACT_DENY_PRIVATE_NETWORKS": "true"}).check(address)
+    GuardPolicy.from_env(
+        {"AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS": "deny", "AUDIOEXTRACT_ALLOW_NETWORKS": address},
+        Purpose.WEBHOOKS,
+    ).check(address)
+
+
+def test_nat64_answer_is_judged_by_its_ipv4_address() -> None:
+    GuardPolicy.from_env({}).check("64:ff9b::5db8:d822")  # 93.184.216.34
+    with pytest.raises(BlockedAddressError, match="loopback"):
+        GuardPolicy.from_env({}).check("64:ff9b::7f00:1")
+
+
+def test_bad_private_setting_is_named() -> None:
+    with pytest.raises(ValueError, match="AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS"):
+        GuardPolicy.from_env({"AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS": "maybe"}, Purpose.WEBHOOKS)

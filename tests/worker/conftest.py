@@ -50,6 +50,7 @@ def run_worker(tmp_path: Path, media_files: dict[str, Path]) -> RunWorker:
         timeout_seconds: int = 60,
         name: str = "job",
         allow_loopback: bool = True,
+        wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> Run:
         output = dict(output or {})
         output.setdefault("format", "mp3")
@@ -68,21 +69,23 @@ def run_worker(tmp_path: Path, media_files: dict[str, Path]) -> RunWorker:
             full_env["AUDIOEXTRACT_ALLOW_NETWORKS"] = LOOPBACK
         full_env.update(env or {})
         media_dir = next(iter(media_files.values())).parent
+        argv = [
+            sys.executable,
+            "-m",
+            "audioextract",
+            "worker",
+            "--task",
+            str(task_file),
+            "--result",
+            str(result_file),
+            "--volume",
+            f"media={media_dir}",
+            "--volume",
+            f"out={out_dir}",
+        ]
+        # ``wrap`` runs the worker in another context, e.g. inside a network namespace.
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "audioextract",
-                "worker",
-                "--task",
-                str(task_file),
-                "--result",
-                str(result_file),
-                "--volume",
-                f"media={media_dir}",
-                "--volume",
-                f"out={out_dir}",
-            ],
+            wrap(argv) if wrap else argv,
             env=full_env,
             capture_output=True,
             text=True,

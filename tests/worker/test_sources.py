@@ -210,7 +210,14 @@ def test_s3_source_missing_key(run_worker: RunWorker, s3_endpoint: str) -> None:
     assert (run.returncode, run.error["code"]) == (11, "SourceNotFound")
 
 
-def test_s3_source_without_credentials(run_worker: RunWorker, s3_endpoint: str) -> None:
+def test_s3_source_without_credentials(
+    run_worker: RunWorker, s3_endpoint: str, media_files: dict[str, Path]
+) -> None:
+    # Without keys the request goes unsigned (public buckets work); a private
+    # object is refused by the store, and no other credentials are tried.
+    client = s3.client(s3_endpoint)
+    client.create_bucket(Bucket="locked")
+    client.upload_file(str(media_files["av.mp4"]), "locked", "x.mp4")
     run = run_worker(
         {"url": "s3://locked/x.mp4", "s3": {"endpoint": s3_endpoint}},
         env={

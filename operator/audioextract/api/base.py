@@ -7,7 +7,9 @@ from pydantic.alias_generators import to_camel
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-HTTP_URL = r"^https?://[^\s]+$"
+# ASCII control characters (NUL included): never valid in a name, path or URL here.
+CONTROL = r"\x00-\x1f\x7f"
+HTTP_URL = rf"^https?://[^\s{CONTROL}]+$"
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -35,6 +37,8 @@ class Model(BaseModel):
         # Validators are built on first use: a worker validates one Task and never
         # pays for the Batch, ExtractionJob and status models it does not use.
         defer_build=True,
+        # JSON allows Infinity and NaN in Python's parser; no field here means them.
+        allow_inf_nan=False,
     )
 
     def dump(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ field's description states its default.
 
 import re
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -18,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from audioextract.api.base import DNS_LABEL, DNS_SUBDOMAIN, HTTP_URL, Model, cel, rules
+from audioextract.api.base import CONTROL, DNS_LABEL, DNS_SUBDOMAIN, HTTP_URL, Model, cel, rules
 from audioextract.api.constants import MAX_JOBS_PER_BATCH, Format, Priority, Quality, WebhookEvent
 
 LOSSLESS = (Format.FLAC, Format.WAV, Format.ALAC)
@@ -51,18 +52,50 @@ Quantity = Annotated[
 ]
 
 
+# The longest file or directory name Linux file systems take (NAME_MAX).
+MAX_COMPONENT = 255
+NO_CONTROL = rf"^[^{CONTROL}]*$"
+
+
 def _check_relative(path: str) -> str:
     if path.startswith("/"):
         raise ValueError("must be a relative path (no leading '/')")
     if ".." in path.split("/"):
         raise ValueError("must not contain '..' segments")
+    if re.search(f"[{CONTROL}]", path):
+        raise ValueError("must not contain control characters (NUL, newline, ...)")
+    if any(len(part.encode()) > MAX_COMPONENT for part in path.split("/")):
+        raise ValueError(f"each path component must be at most {MAX_COMPONENT} bytes")
     return path
 
 
-RELATIVE_PATH_RULES = rules(
-    cel("!self.startsWith('/')", "must be a relative path (no leading '/')"),
-    cel("!self.matches('(^|/)[.][.](/|$)')", "must not contain '..' segments"),
-)
+def _check_url(url: str | None) -> str | None:
+    """A URL whose host and port parse (the pattern cannot check a port's range)."""
+    if url is None:
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("not a valid URL: no host")
+    if port == 0:
+        raise ValueError("not a valid URL: port 0")
+    return url
+
+
+RELATIVE_PATH_RULES = {
+    "pattern": NO_CONTROL,
+    **rules(
+        cel("!self.startsWith('/')", "must be a relative path (no leading '/')"),
+        cel("!self.matches('(^|/)[.][.](/|$)')", "must not contain '..' segments"),
+        cel(
+            f"!self.matches('[^/]{{{MAX_COMPONENT + 1}}}')",
+            f"each path component must be at most {MAX_COMPONENT} bytes",
+        ),
+    ),
+}
 
 
 class SecretKeyRef(Model):
@@ -112,13 +145,21 @@ class S3Options(Model):
         description="Endpoint URL of an S3-compatible store. Default: the operator's setting, else AWS.",
     )
     region: str | None = Field(
-        default=None, max_length=64, description="Region. Default: the operator's setting."
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Region. Default: the operator's setting.",
     )
     credentials_secret: SecretRef | None = Field(
         default=None,
         description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
         "(and optionally AWS_SESSION_TOKEN). Default: the operator's configured Secret.",
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, endpoint: str | None) -> str | None:
+        return _check_url(endpoint)
 
 
 class Source(Model):
@@ -140,7 +181,7 @@ class Source(Model):
     url: str | None = Field(
         default=None,
         max_length=4096,
-        pattern=r"^(https?://|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/)[^\s]+$",
+        pattern=rf"^(https?://|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/)[^\s{CONTROL}]+$",
         description="http://, https:// or s3://bucket/key URL of the source video.",
     )
     volume: VolumeFile | None = Field(
@@ -152,6 +193,11 @@ class Source(Model):
     audio_track: int | None = Field(
         default=None, ge=0, le=63, description="Index among the source's audio streams. Default: 0."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        return _check_url(url)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -173,8 +219,9 @@ class S3Destination(S3Options):
     )
     prefix: str | None = Field(
         default=None,
-        max_length=1024,
-        pattern=r"^[^/\s][^\s]*$",
+        # An S3 key has at most 1024 bytes; the file name appended takes up to 255.
+        max_length=768,
+        pattern=rf"^[^/\s{CONTROL}][^\s{CONTROL}]*$",
         description="Key prefix; the output's filename is appended. Default: none.",
     )
 
@@ -221,6 +268,11 @@ class Destination(Model):
         description="A presigned HTTP PUT URL; the file is uploaded with one PUT.",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        return _check_url(url)
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if sum(x is not None for x in (self.s3, self.volume, self.url)) != 1:
@@ -246,7 +298,10 @@ class Loudness(Model):
 
 
 TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY)]
-TagValue = Annotated[str, StringConstraints(max_length=1024), Field(description="Tag value.")]
+# Newlines are fine in a comment or lyrics; NUL cannot reach ffmpeg's command line.
+TagValue = Annotated[
+    str, StringConstraints(max_length=1024, pattern=r"^[^\x00]*$"), Field(description="Tag value.")
+]
 
 
 class Output(Model):
@@ -358,6 +413,12 @@ class Webhook(Model):
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Event types to send. Default: job.completed, job.failed and batch.completed.",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        _check_url(url)
+        return url
 
     @model_validator(mode="after")
     def _unique_events(self) -> Self:

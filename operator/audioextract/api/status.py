@@ -141,7 +141,8 @@ class WebhookStatus(Model):
     gone_url: str | None = Field(
         default=None,
         max_length=2048,
-        description="Receiver URL that answered 410 Gone; no further events are sent to it.",
+        description="Receiver URL (redacted: no user-info or query) that answered 410 Gone; "
+        "no further events are sent to it.",
     )
 
 

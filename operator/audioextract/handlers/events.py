@@ -26,6 +26,7 @@ JOB_FAILED = "JobFailed"
 JOB_DELETED = "JobCleanedUp"
 TTL_EXPIRED = "TTLExpired"
 WEBHOOK_FAILED = "WebhookFailed"
+TASK_SECRET_FORBIDDEN = "TaskSecretForbidden"  # noqa: S105 - an Event reason
 
 
 async def post(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:

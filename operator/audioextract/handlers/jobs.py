@@ -14,15 +14,16 @@ from pydantic import ValidationError
 from audioextract.api.constants import LABEL_BATCH, LABEL_JOB, ErrorCode, JobPhase
 from audioextract.api.defaults import effective_priority
 from audioextract.api.spec import ExtractionJobSpec
-from audioextract.api.task import NoDestinationError, build_task
+from audioextract.api.task import NoDestinationError, Task, build_task
 from audioextract.handlers import events
 from audioextract.handlers.context import Context, Obj, World, batch_id, is_finished
 from audioextract.handlers.extractionjob import failed, read_status, with_conditions, write_status
-from audioextract.handlers.kube import is_conflict
+from audioextract.handlers.kube import is_conflict, is_forbidden
 from audioextract.reconcile.admission import Active, BatchLimit, Candidate, admit
-from audioextract.reconcile.manifest import job_manifest
+from audioextract.reconcile.manifest import check_resources, job_manifest, task_secret_manifest
 from audioextract.reconcile.names import job_name
 from audioextract.reconcile.observe import make_error
+from audioextract.reconcile.resources import ResourceBoundsError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ async def start(ctx: Context, world: World, ej: Obj) -> None:
     status = read_status(ej)
     try:
         task = build_task(meta["name"], spec, ctx.settings.default_destination)
-    except NoDestinationError as exc:
+        check_resources(spec, ctx.worker)
+    except (NoDestinationError, ResourceBoundsError) as exc:
         error = make_error(ErrorCode.INVALID_SPEC, str(exc))
         await write_status(
             ctx,
@@ -104,6 +106,7 @@ async def start(ctx: Context, world: World, ej: Obj) -> None:
     run = (status.attempts or 0) + 1
     name = job_name(meta["name"], run)
     labels = meta.get("labels") or {}
+    task_secret = await create_task_secret(ctx, ej, name, task)
     manifest = job_manifest(
         name=name,
         namespace=meta["namespace"],
@@ -114,6 +117,7 @@ async def start(ctx: Context, world: World, ej: Obj) -> None:
         config=ctx.worker,
         batch_label=labels.get(LABEL_BATCH),
         job_key=labels.get(LABEL_JOB),
+        task_secret=task_secret,
     )
     try:
         await ctx.kube.create_job(manifest)
@@ -138,3 +142,36 @@ async def start(ctx: Context, world: World, ej: Obj) -> None:
     await events.post(
         ctx.kube, ej, events.NORMAL, events.JOB_STARTED, f"created Job {name} (run {run})"
     )
+
+
+async def create_task_secret(ctx: Context, ej: Obj, name: str, task: Task) -> str | None:
+    """Create the run's task Secret (docs/install.md); its name, or None to use the env.
+
+    Without RBAC to create Secrets the task goes into the Job's environment as
+    before, with a Warning Event saying so: the job still runs.
+    """
+    meta = ej["metadata"]
+    body = task_secret_manifest(
+        name=name,
+        namespace=meta["namespace"],
+        task=task,
+        extraction_job=meta["name"],
+        extraction_job_uid=meta["uid"],
+    )
+    try:
+        await ctx.kube.create_secret(body)
+    except Exception as exc:
+        if is_conflict(exc):  # the same run after a restart: the Secret is already there
+            return name
+        if not is_forbidden(exc):
+            raise
+        log.warning("no RBAC to create Secrets: the task of %s goes into the env", name)
+        await events.post(
+            ctx.kube,
+            ej,
+            events.WARNING,
+            events.TASK_SECRET_FORBIDDEN,
+            "the operator may not create Secrets; the task is in the Job's environment",
+        )
+        return None
+    return name

@@ -29,6 +29,11 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and exc.status == 409
 
 
+def is_forbidden(exc: BaseException) -> bool:
+    """Whether an API error is 403 (RBAC refused the call)."""
+    return isinstance(exc, ApiException) and exc.status == 403
+
+
 def is_not_found(exc: BaseException) -> bool:
     """Whether an API error is 404."""
     return isinstance(exc, ApiException) and exc.status == 404
@@ -171,6 +176,10 @@ class Kube:
     async def create_job(self, body: Obj) -> None:
         """Create a batch/v1 Job."""
         await self._call(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
+
+    async def create_secret(self, body: Obj) -> None:
+        """Create a core v1 Secret."""
+        await self._call(self.core.create_namespaced_secret, body["metadata"]["namespace"], body)
 
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and (in the background) its Pods."""

@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         # The event handlers only wake the loop; kopf's per-event "succeeded" lines
         # would drown the operator's own log.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValueError as exc:  # pydantic's ValidationError included: name the setting
+        logging.getLogger(__name__).error("invalid settings: %s", exc)
+        return 2
     asyncio.run(serve(args, settings))
     return 0

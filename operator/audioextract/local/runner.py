@@ -391,7 +391,7 @@ class Runner:
 
     def _download_url(self, event: Event) -> str | None:
         """A presigned GET for a job.completed event whose file is in S3 (DESIGN §5)."""
-        from audioextract.worker.storage import parse_s3_url, s3_client
+        from audioextract.worker.storage import Side, parse_s3_url, s3_client
 
         state = next((s for s in self.states if s.job.key == event.job), None)
         if state is None or state.result is None or not state.result.uri.startswith("s3://"):
@@ -399,7 +399,7 @@ class Runner:
         dest = state.job.task.output.destination
         s3 = dest.s3 if dest is not None else None
         bucket, key = parse_s3_url(state.result.uri)
-        client = s3_client(s3.endpoint if s3 else None, s3.region if s3 else None)
+        client = s3_client(s3.endpoint if s3 else None, s3.region if s3 else None, Side.DESTINATION)
         url: str = client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600
         )

@@ -17,6 +17,7 @@ Decisions, documented in docs/operator.md:
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from audioextract.api.constants import (
@@ -41,6 +42,7 @@ from audioextract.reconcile.names import (
     MANAGED_BY,
     short_hash,
 )
+from audioextract.reconcile.resources import ResourceBounds, parse_quantity
 
 CONTAINER = "worker"
 WORKER_UID = 65532
@@ -48,8 +50,14 @@ TEMP_DIR = "/tmp"  # noqa: S108 - an emptyDir in the Pod, not the host's /tmp
 VOLUMES_ROOT = "/volumes"
 TERMINATION_LOG = "/dev/termination-log"
 ENV_TASK = "AUDIOEXTRACT_TASK"
+TASK_DIR = "/etc/audioextract/task"
+TASK_KEY = "task.json"
 ENV_TEMP_DIR = "AUDIOEXTRACT_TEMP_DIR"
 ENV_ALLOW_NETWORKS = "AUDIOEXTRACT_ALLOW_NETWORKS"
+ENV_SOURCE_PRIVATE_NETWORKS = "AUDIOEXTRACT_SOURCE_PRIVATE_NETWORKS"
+ENV_MAX_OUTPUT_BYTES = "AUDIOEXTRACT_MAX_OUTPUT_BYTES"
+# Share of the temp emptyDir the output may take; the rest is for a downloaded source.
+TEMP_OUTPUT_SHARE = "0.5"
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 OPTIONAL_S3_KEYS = frozenset({"AWS_SESSION_TOKEN"})
 
@@ -68,9 +76,11 @@ class WorkerConfig:
     temp_size_limit: str | None = "2Gi"
     start_grace_seconds: int = 300
     allow_networks: str | None = None
+    source_private_networks: str = "allow"
     s3_credentials_secret: str | None = None
     s3_endpoint: str | None = None
     s3_region: str | None = None
+    bounds: ResourceBounds = field(default_factory=ResourceBounds)
 
 
 def active_deadline_seconds(spec: ExtractionJobSpec, grace: int) -> int:
@@ -114,13 +124,49 @@ def _secret_name(ref: SecretRef | None, default: str | None) -> str | None:
     return ref.name if ref is not None else default
 
 
-def _env(task: Task, config: WorkerConfig) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": ENV_TASK, "value": json.dumps(task.dump(), separators=(",", ":"), sort_keys=True)},
-        {"name": ENV_TEMP_DIR, "value": TEMP_DIR},
-    ]
+def task_json(task: Task) -> str:
+    """The task as the worker reads it."""
+    return json.dumps(task.dump(), separators=(",", ":"), sort_keys=True)
+
+
+def task_secret_manifest(
+    *, name: str, namespace: str, task: Task, extraction_job: str, extraction_job_uid: str
+) -> dict[str, Any]:
+    """The Secret that carries one run's task to its worker (mounted, never in env).
+
+    The task can hold credentials (a presigned source or destination URL): in a
+    Secret, only who may read Secrets can read it, not everyone who may read Jobs
+    and Pods. Owned by the ExtractionJob (not as controller), deleted with it.
+    """
+    owner = owner_reference(API_VERSION, JOB_KIND, extraction_job, extraction_job_uid)
+    owner.update(controller=False, blockOwnerDeletion=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LABEL_EXTRACTION_JOB: extraction_job, LABEL_APP_MANAGED_BY: MANAGED_BY},
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {TASK_KEY: task_json(task)},
+    }
+
+
+def _env(task: Task, config: WorkerConfig, task_in_env: bool) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": ENV_TEMP_DIR, "value": TEMP_DIR}]
+    if task_in_env:
+        env.insert(0, {"name": ENV_TASK, "value": task_json(task)})
     if config.allow_networks:
         env.append({"name": ENV_ALLOW_NETWORKS, "value": config.allow_networks})
+    if config.temp_size_limit:
+        # The output must fit the temp emptyDir with room to spare: over its sizeLimit
+        # the kubelet evicts the Pod, and an eviction is retried without counting.
+        limit = int(parse_quantity(config.temp_size_limit) * Decimal(TEMP_OUTPUT_SHARE))
+        env.append({"name": ENV_MAX_OUTPUT_BYTES, "value": str(limit)})
+    env.append({"name": ENV_SOURCE_PRIVATE_NETWORKS, "value": config.source_private_networks})
     if config.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": config.s3_endpoint})
     if config.s3_region:
@@ -135,16 +181,15 @@ def _env(task: Task, config: WorkerConfig) -> list[dict[str, Any]]:
     dest_secret = None
     if dest is not None and dest.s3 is not None:
         dest_secret = _secret_name(dest.s3.credentials_secret, config.s3_credentials_secret)
-    # Each side's credentials under its own prefix, so source and destination may live
-    # in different accounts; the plain AWS_* names (what boto3 reads by itself) carry
-    # the destination's, else the source's.
+    # Each side's credentials under its own prefix only: the worker gives each S3
+    # client exactly its side's keys, and a tenant-chosen source endpoint never sees
+    # the destination's (no plain AWS_* names, which any AWS client would pick up).
     if source_secret:
         env += _secret_env("AUDIOEXTRACT_SOURCE_", source_secret)
     if dest_secret:
         env += _secret_env("AUDIOEXTRACT_DESTINATION_", dest_secret)
-    plain = dest_secret or source_secret
-    if plain:
-        env += _secret_env("", plain)
+    # No instance-metadata credentials either, even if the node would hand them out.
+    env.append({"name": "AWS_EC2_METADATA_DISABLED", "value": "true"})
     return env
 
 
@@ -157,6 +202,12 @@ def _claims(task: Task) -> dict[str, bool]:
     if dest is not None and dest.volume is not None:
         claims[dest.volume.claim_name] = False
     return claims
+
+
+def check_resources(spec: ExtractionJobSpec, config: WorkerConfig) -> None:
+    """Raise ResourceBoundsError when the job's effective resources are out of bounds."""
+    resources = _resources(spec, config)
+    config.bounds.check(resources.get("requests", {}), resources.get("limits", {}))
 
 
 def _resources(spec: ExtractionJobSpec, config: WorkerConfig) -> dict[str, Any]:
@@ -187,8 +238,13 @@ def job_manifest(
     config: WorkerConfig,
     batch_label: str | None = None,
     job_key: str | None = None,
+    task_secret: str | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job for one run of an ExtractionJob, owned by it (controller=true)."""
+    """The batch/v1 Job for one run of an ExtractionJob, owned by it (controller=true).
+
+    With ``task_secret`` (the name of :func:`task_secret_manifest`'s Secret) the task
+    is a file mounted from that Secret; without, it is in the environment.
+    """
     labels = job_labels(extraction_job, batch_label, job_key, spec.queue_name)
     claims = _claims(task)
     volumes: list[dict[str, Any]] = [
@@ -198,6 +254,13 @@ def job_manifest(
         }
     ]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": TEMP_DIR}]
+    task_args: list[str] = []
+    if task_secret is not None:
+        volumes.append(
+            {"name": "task", "secret": {"secretName": task_secret, "defaultMode": 0o444}}
+        )
+        mounts.append({"name": "task", "mountPath": TASK_DIR, "readOnly": True})
+        task_args = [f"--task={TASK_DIR}/{TASK_KEY}"]
     for claim, read_only in sorted(claims.items()):
         volume = f"pvc-{short_hash(claim, 12)}"
         volumes.append(
@@ -213,8 +276,9 @@ def job_manifest(
         "command": list(config.command),
         # Each claim's mount point named explicitly (the worker's default is the same
         # path), so the mapping is visible in the Pod spec.
-        "args": [f"--volume={claim}={VOLUMES_ROOT}/{claim}" for claim in sorted(claims)],
-        "env": _env(task, config),
+        "args": task_args
+        + [f"--volume={claim}={VOLUMES_ROOT}/{claim}" for claim in sorted(claims)],
+        "env": _env(task, config, task_in_env=task_secret is None),
         "resources": _resources(spec, config),
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_LOG,

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from audioextract.api.constants import WebhookEvent
 from audioextract.api.status import WebhookStatus
-from audioextract.urlguard import BlockedAddressError, GuardPolicy, check_url
+from audioextract.urlguard import BlockedAddressError, GuardPolicy, Purpose, check_url, redact_url
 from audioextract.webhooks import state
 from audioextract.webhooks.events import Event
 from audioextract.webhooks.signing import parse_secrets, signed_headers
@@ -199,14 +199,7 @@ AddressResolver = Callable[[str, GuardPolicy], str]
 PersistCallback = Callable[[WebhookStatus], Awaitable[None] | None]
 
 
-def redact(url: str) -> str:
-    """The URL without credentials, query or fragment, fit for logs and Kubernetes Events."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+redact = redact_url
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -293,7 +286,8 @@ class Dispatcher:
     ) -> None:
         """Configure delivery.
 
-        ``policy`` defaults to ``GuardPolicy.from_env()``. ``download_url`` is called
+        ``policy`` defaults to the webhook policy of the environment (private ranges
+        refused unless ``AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS=allow``). ``download_url`` is called
         before each ``job.completed`` attempt and may return a presigned GET URL to
         add as ``data.downloadUrl`` (it is sent, never stored). ``on_outcome`` is
         called for every outcome as it happens. ``resolve_address`` checks a URL with
@@ -302,7 +296,9 @@ class Dispatcher:
         always verified against the URL's host name.
         """
         self.config = config or DeliveryConfig()
-        self.policy = policy if policy is not None else GuardPolicy.from_env()
+        self.policy = (
+            policy if policy is not None else GuardPolicy.from_env(purpose=Purpose.WEBHOOKS)
+        )
         self._download_url = download_url
         self._on_outcome = on_outcome
         self._resolve_address = resolve_address
@@ -377,12 +373,14 @@ class Dispatcher:
         owed_ids = {event.id for event in owed}
         for event_id in [i for i in tracks if i not in owed_ids]:
             del tracks[event_id]
-        if status.gone_url is not None and status.gone_url != endpoint.url:
+        # Status keeps the URL redacted (no user-info, query or signature): goneUrl is
+        # compared in that form, so a new token on the same receiver stays gone.
+        url = redact(endpoint.url)
+        if status.gone_url is not None and status.gone_url != url:
             # A new URL is a new receiver: the 410 was about the old one.
             status = status.model_copy(update={"gone_url": None})
         todo = state.unsettled(owed, status)
         outcomes: list[DeliveryOutcome] = []
-        url = redact(endpoint.url)
 
         def give_up(
             event: Event, error: str, attempt: int, attempt_result: _Attempt | None
@@ -394,7 +392,7 @@ class Dispatcher:
             tracks.pop(event.id, None)
             self._emit(outcomes, event, url, Verdict.FAILED, attempt, error, attempt_result)
 
-        if status.gone_url == endpoint.url:
+        if status.gone_url == url:
             for event in todo:
                 give_up(event, "receiver answered 410 Gone earlier; not sent", 0, None)
             return self._report(key, status, owed, outcomes)
@@ -430,11 +428,12 @@ class Dispatcher:
                 give_up(event, "receiver answered 410 Gone; not sent", 0, None)
                 continue
             error = result.error or f"HTTP {result.status_code} {result.reason}".rstrip()
+            error = error.replace(endpoint.url, url)
             if result.status_code is not None and 300 <= result.status_code < 400:
                 error += " (redirects are not followed)"
             if result.status_code == 410:
                 gone = True
-                status = status.model_copy(update={"gone_url": endpoint.url})
+                status = status.model_copy(update={"gone_url": url})
                 give_up(event, error + ": no further events are sent to this URL", attempt, result)
                 continue
             track.failed_attempts = attempt
@@ -521,7 +520,9 @@ class Dispatcher:
                 error=f"timed out after {self.config.timeout:g}s", latency=self._clock() - started
             )
         except aiohttp.ClientError as exc:
-            return _Attempt(error=f"connection failed: {exc}", latency=self._clock() - started)
+            # aiohttp names the full URL in some errors; status and Events get it redacted.
+            reason = str(exc).replace(endpoint.url, redact(endpoint.url))
+            return _Attempt(error=f"connection failed: {reason}", latency=self._clock() - started)
 
     def _emit(
         self,

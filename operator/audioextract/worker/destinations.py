@@ -19,7 +19,7 @@ from audioextract.urlguard import BlockedAddressError, check_url
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, redact_url
 from audioextract.worker.net import NetConfig, connect, request_target
-from audioextract.worker.storage import VolumeMap, s3_client
+from audioextract.worker.storage import GuardRefusalError, Side, VolumeMap, guard_refusal, s3_client
 
 CONTENT_TYPES: dict[Format, str] = {
     Format.MP3: "audio/mpeg",
@@ -62,7 +62,8 @@ def to_volume(
     target_dir = volumes.resolve(
         claim, directory, ErrorCode.OUTPUT_WRITE_FAILED, ErrorCode.INVALID_SPEC
     )
-    partial = target_dir / f".{filename}.partial-{secrets.token_hex(4)}"
+    # Not derived from the file name: a name near the 255-byte limit must still fit.
+    partial = target_dir / f".partial-{secrets.token_hex(8)}"
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         with path.open("rb") as src, partial.open("wb") as out:
@@ -89,20 +90,9 @@ def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetCon
 
     s3 = dest.s3
     assert s3 is not None
-    if s3.endpoint:
-        try:
-            check_url(s3.endpoint, net.policy)
-        except BlockedAddressError as exc:
-            raise WorkerError(
-                ErrorCode.INVALID_SPEC, f"destination endpoint blocked by the URL guard: {exc}"
-            ) from exc
-        except OSError as exc:
-            raise WorkerError(
-                ErrorCode.OUTPUT_WRITE_FAILED, f"destination endpoint: {exc}"
-            ) from exc
     prefix = s3.prefix or ""
     key = f"{prefix}{filename}"
-    client = s3_client(s3.endpoint, s3.region)
+    client = s3_client(s3.endpoint, s3.region, Side.DESTINATION, net.policy, net.ca_file)
     try:
         client.upload_file(
             str(path),
@@ -111,12 +101,45 @@ def to_s3(path: Path, dest: Destination, filename: str, fmt: Format, net: NetCon
             ExtraArgs={"ContentType": CONTENT_TYPES[fmt]},
             Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False),
         )
-    except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
+    except (Boto3Error, BotoCoreError, ClientError, OSError, GuardRefusalError) as exc:
+        refusal = guard_refusal(exc)
+        if refusal is not None:
+            raise WorkerError(ErrorCode.INVALID_SPEC, f"destination: {refusal}") from exc
         raise WorkerError(
             ErrorCode.OUTPUT_WRITE_FAILED,
             f"upload to s3://{s3.bucket}/{key} failed: {_boto_reason(exc)}",
         ) from exc
     return f"s3://{s3.bucket}/{key}"
+
+
+def check_destination(dest: Destination, volumes: VolumeMap, net: NetConfig) -> None:
+    """Refuse a destination that cannot work before anything is downloaded or decoded.
+
+    A volume must be mounted and the directory inside it; an S3 endpoint or a PUT
+    URL must resolve to addresses the URL guard allows (the upload itself connects
+    through the guard again: this check is the early answer, not the protection).
+    """
+    if dest.volume is not None:
+        volumes.resolve(
+            dest.volume.claim_name,
+            dest.volume.path,
+            ErrorCode.OUTPUT_WRITE_FAILED,
+            ErrorCode.INVALID_SPEC,
+        )
+        return
+    url = dest.url if dest.url is not None else (dest.s3.endpoint if dest.s3 else None)
+    url = url or os.environ.get("AWS_ENDPOINT_URL") or None
+    if url is None:
+        return
+    shown = redact_url(url)
+    try:
+        check_url(url, net.policy)
+    except BlockedAddressError as exc:
+        raise WorkerError(
+            ErrorCode.INVALID_SPEC, f"destination {shown}: blocked by the URL guard: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"destination {shown}: {exc}") from exc
 
 
 def _boto_reason(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from audioextract.api.constants import ErrorCode, Format
 from audioextract.api.status import JobResult
 from audioextract.api.task import Task
 from audioextract.urlguard import BlockedAddressError, check_url
-from audioextract.worker import process
+from audioextract.worker import limits, process
 from audioextract.worker.command import (
     DEMUXERS,
     AudioInfo,
@@ -28,13 +28,13 @@ from audioextract.worker.command import (
     parse_ebur128,
     plan_encode,
 )
-from audioextract.worker.destinations import deliver
+from audioextract.worker.destinations import check_destination, deliver
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, ProgressReporter, redact_url
 from audioextract.worker.net import NetConfig, open_get, status_error
 from audioextract.worker.proxy import GuardProxy
 from audioextract.worker.settings import WorkerSettings
-from audioextract.worker.storage import VolumeMap, parse_s3_url, s3_client
+from audioextract.worker.storage import Side, VolumeMap, parse_s3_url, s3_client
 
 PRESIGN_SECONDS = 3600
 RW_TIMEOUT_MARGIN = 10.0
@@ -78,6 +78,8 @@ def execute(
     workdir = Path(tempfile.mkdtemp(prefix="audioextract-", dir=settings.temp_dir))
     ctx = Context(task, settings, volumes, log, deadline, workdir)
     try:
+        assert task.output.destination is not None
+        check_destination(task.output.destination, volumes, ctx.net)
         with open_source(ctx) as source:
             info, duration = probe_source(ctx, source)
             local = encode(ctx, source, info, duration)
@@ -112,7 +114,13 @@ def open_source(ctx: Context) -> Iterator[Source]:
     if src.url.startswith("s3://"):
         bucket, key = parse_s3_url(src.url)
         s3 = src.s3
-        client = s3_client(s3.endpoint if s3 else None, s3.region if s3 else None)
+        client = s3_client(
+            s3.endpoint if s3 else None,
+            s3.region if s3 else None,
+            Side.SOURCE,
+            ctx.settings.policy,
+            ctx.settings.ca_file,
+        )
         url = presign_get(client, bucket, key)
         shown = src.url
     else:
@@ -338,7 +346,12 @@ def encode(
                 lra=measured.lra,
             )
     path = ctx.workdir / ("out" + plan.spec.extension)
-    args = build_command(inp, plan, str(path), audio_filter=audio_filter, tags=output.tags)
+    bounds = limits.for_encode(
+        ctx.settings.max_media_seconds, ctx.settings.max_output_bytes, plan, info, output.bitrate
+    )
+    args = bounds.apply(
+        build_command(inp, plan, str(path), audio_filter=audio_filter, tags=output.tags)
+    )
     ctx.log.info(
         "encode-start",
         format=plan.format,
@@ -347,12 +360,18 @@ def encode(
         options={k: str(v) for k, v in plan.options.items()},
     )
     reporter = _progress(ctx, "encode", expected)
-    done = process.run(
-        args, ctx.deadline, on_progress=lambda pos, speed, end: reporter.update(pos, speed, end)
-    )
+    decoded = limits.DecodedTime(reporter.update)
+    done = process.run(args, ctx.deadline, on_progress=decoded)
+    upstream = source.proxy.error if source.proxy is not None else None
+    if upstream is not None and (
+        done.returncode != 0 or upstream.code == ErrorCode.INPUT_TOO_LARGE
+    ):
+        raise upstream
+    # Checked before the exit status: hitting a cap ends ffmpeg normally, and a bomb
+    # that also breaks the encoder is still a bomb.
+    bounds.check_decoded(decoded.seconds)
+    bounds.check_output(path)
     if done.returncode != 0:
-        if source.proxy is not None and source.proxy.error is not None:
-            raise source.proxy.error
         reason = process.describe_failure(done.returncode, done.stderr)
         code = ErrorCode.DECODE_FAILED if _decode_problem(done.stderr) else ErrorCode.ENCODE_FAILED
         raise WorkerError(code, f"ffmpeg failed: {reason}")
@@ -386,11 +405,14 @@ def _expected_duration(
 def _measure(ctx: Context, source: Source, inp: InputSpec, expected: float | None) -> Any:
     """First loudnorm pass: the ebur128 filter (much cheaper than loudnorm's own analysis)."""
     reporter = _progress(ctx, "measure", expected)
+    decoded = limits.DecodedTime(reporter.update)
+    bounds = limits.Limits(ctx.settings.max_media_seconds, 0)
     done = process.run(
-        build_measure_command(inp),
+        bounds.apply(build_measure_command(inp), output_size=False),
         ctx.deadline,
-        on_progress=lambda pos, speed, end: reporter.update(pos, speed, end),
+        on_progress=decoded,
     )
+    bounds.check_decoded(decoded.seconds)
     if done.returncode != 0:
         raise _source_failure(source, done.returncode, done.stderr, ErrorCode.DECODE_FAILED)
     return parse_ebur128(done.stderr)

@@ -9,18 +9,10 @@ import sys
 import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
+from audioextract.urlguard import redact_url
 
-def redact_url(url: str) -> str:
-    """The URL without user-info, query string and fragment."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+__all__ = ["JsonLogger", "ProgressReporter", "redact_url"]
 
 
 class JsonLogger:

@@ -31,6 +31,14 @@ RESULT_LIMIT = 4096
 DEFAULT_RESULT = "/dev/termination-log"
 MESSAGE_LIMIT = 1024
 _QUERY = re.compile(r"\?[^\s'\"]*")
+# What a user must not see in a message: the guard proxy's loopback URL (its path is
+# a capability token) and local paths (the scratch directory, volume mounts).
+_INTERNAL = (
+    (re.compile(r"http://127\.0\.0\.1:\d+/[\w-]{22}(?![\w/-])"), "<source>"),
+    (re.compile(r"(?:file:)?/[^\s'\":]*audioextract-[^\s'\":/]+(?:/[^\s'\":]*)?"), "<temp>"),
+    (re.compile(r"file:[^\s'\"]+"), "<file>"),
+    (re.compile(r"(?<![\w.])/(?:tmp|volumes)/[^\s'\":]*"), "<path>"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def scrub(message: str) -> str:
-    """Drop query strings (presigned signatures) from a message and bound its length."""
-    text = _QUERY.sub("?…", message)
+    """Drop query strings (presigned signatures) and internal paths; bound the length."""
+    text = message
+    for pattern, replacement in _INTERNAL:
+        text = pattern.sub(replacement, text)
+    text = _QUERY.sub("?…", text)
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
@@ -95,14 +106,27 @@ def _parse_volumes(entries: list[str]) -> dict[str, Path]:
     return volumes
 
 
+def parse_task(text: str | bytes) -> Task:
+    """Validate a task with the API's own rules; WorkerError(InvalidSpec) names the field.
+
+    The worker does not rely on the operator having validated it: a hand-built task
+    must not be able to write outside its destination or reach ffmpeg with a NUL.
+    """
+    try:
+        return Task.model_validate_json(text)
+    except ValidationError as exc:
+        raise WorkerError(ErrorCode.INVALID_SPEC, f"invalid task: {_short(exc)}") from exc
+
+
 def _load_task(path: str | None) -> Task:
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes()
     else:
-        text = os.environ.get(TASK_ENV, "")
-        if not text:
+        env = os.environ.get(TASK_ENV, "")
+        if not env:
             raise ValueError(f"no task: pass --task FILE or set {TASK_ENV}")
-    return Task.model_validate_json(text)
+        text = env.encode("utf-8", "surrogateescape")
+    return parse_task(text)
 
 
 def _write_result(where: str, text: str, log: JsonLogger) -> None:
@@ -121,6 +145,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one task; returns the exit code for the Job's podFailurePolicy."""
     started = time.monotonic()
+    # S3 clients get explicit credentials or none; this keeps boto3 away from the
+    # instance metadata service even on a path that forgot to (docs/worker.md).
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     log = JsonLogger(job="-")
     signal.signal(signal.SIGTERM, _on_sigterm)
     outcome: JobResult | JobError

@@ -1,6 +1,6 @@
 """HTTP with the URL guard enforced on every connection.
 
-Each hop's host is resolved once (:func:`audioextract.urlguard.resolve`), checked,
+Each hop's host is resolved once (:func:`audioextract.urlguard.resolve_all`), checked,
 and the connection goes to exactly that address, so a DNS answer cannot change
 between the check and the connect. Redirects are followed here, hop by hop, each
 hop checked again; TLS is verified against the system store or a CA file.
@@ -10,37 +10,50 @@ import http.client
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from audioextract.api.constants import ErrorCode
-from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve
+from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve_all
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import redact_url
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "audio-extract-worker/0.1"
+_ASCII_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def connect_first(addresses: list[str], port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` (all already checked) that answers."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    assert error is not None
+    raise error
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
-        self._address = address
+        self._addresses = addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = connect_first(self._addresses, self.port, self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(
-        self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext
+        self, host: str, port: int, addresses: list[str], timeout: float, context: ssl.SSLContext
     ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
-        self._address = address
+        self._addresses = addresses
         self._ctx = context
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = connect_first(self._addresses, self.port, self.timeout)
         # SNI and certificate checks use the URL's host name, not the pinned address.
         self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
 
@@ -63,31 +76,54 @@ class NetConfig:
 
 
 def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
-    """A connection to the URL's host, pinned to an address the guard allows."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"scheme {parts.scheme!r} is not allowed")
-    host = parts.hostname
-    if not host:
-        raise WorkerError(ErrorCode.INVALID_SPEC, "URL has no host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    """A connection to the URL's host, pinned to an address the guard allows.
+
+    A URL that cannot be parsed (a port out of range, a malformed IPv6 literal, no
+    host) is SourceUnreachable: at this point it came from a server's ``Location``
+    header, the task's own URLs having been validated already.
+    """
+    scheme, host, port = split_target(url)
+    if scheme not in ("http", "https"):
+        raise WorkerError(ErrorCode.SOURCE_FORBIDDEN, f"scheme {scheme!r} is not allowed")
     try:
-        address = resolve(host, port, config.policy)
+        addresses = resolve_all(host, port, config.policy)
     except BlockedAddressError as exc:
         raise WorkerError(
             ErrorCode.SOURCE_FORBIDDEN, f"{host}: blocked by the URL guard: {exc}"
         ) from exc
     except OSError as exc:
         raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, f"{host}: {exc}") from exc
-    if parts.scheme == "https":
-        return _PinnedHTTPSConnection(host, port, address, config.timeout, config.tls_context())
-    return _PinnedHTTPConnection(host, port, address, config.timeout)
+    if scheme == "https":
+        return _PinnedHTTPSConnection(host, port, addresses, config.timeout, config.tls_context())
+    return _PinnedHTTPConnection(host, port, addresses, config.timeout)
+
+
+def split_target(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of a URL; WorkerError(SourceUnreachable) when it has none."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise WorkerError(
+            ErrorCode.SOURCE_UNREACHABLE, f"invalid URL from the server: {exc}"
+        ) from exc
+    if not host:
+        raise WorkerError(ErrorCode.SOURCE_UNREACHABLE, "invalid URL from the server: no host")
+    if "\x00" in url or any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise WorkerError(
+            ErrorCode.SOURCE_UNREACHABLE, "invalid URL from the server: control characters"
+        )
+    return parts.scheme, host, port
 
 
 def request_target(url: str) -> str:
     """Path and query of a URL, as sent on the request line."""
     parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # A Location header may carry raw non-ASCII (or spaces); send it percent-encoded,
+    # as browsers do, leaving what is already ASCII as it is.
+    return quote(target, safe=_ASCII_PRINTABLE)
 
 
 def network_error(exc: BaseException, url: str) -> WorkerError:
@@ -136,7 +172,12 @@ def open_get(
             return conn, resp, url
         resp.close()
         conn.close()
-        url = urljoin(url, location)
+        try:
+            url = urljoin(url, location)
+        except ValueError as exc:
+            raise WorkerError(
+                ErrorCode.SOURCE_UNREACHABLE, f"invalid redirect from {redact_url(url)}: {exc}"
+            ) from exc
     raise WorkerError(
         ErrorCode.SOURCE_UNREACHABLE,
         f"more than {config.max_redirects} redirects (last: {redact_url(url)})",

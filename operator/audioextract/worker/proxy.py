@@ -11,6 +11,7 @@ network errors, Range support) and enforces the input size limit.
 
 import http.client
 import secrets
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,7 +54,7 @@ class GuardProxy:
         self.error: WorkerError | None = None
         self.range_supported: bool | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.proxy = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(
@@ -83,6 +84,21 @@ class GuardProxy:
     def upstream_url(self) -> str:
         """The real URL (with its secrets); only the proxy's own requests use it."""
         return self._url
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Never prints a traceback: the worker's stderr is its JSON log."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Record an unexpected failure while relaying as the source's failure."""
+        proxy: GuardProxy = self.proxy  # type: ignore[attr-defined]
+        kind = sys.exc_info()[0]
+        proxy.record(
+            WorkerError(
+                ErrorCode.SOURCE_UNREACHABLE,
+                f"relaying the source failed: {kind.__name__ if kind else 'error'}",
+            )
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -13,6 +13,7 @@ RW_TIMEOUT_ENV = "AUDIOEXTRACT_RW_TIMEOUT_SECONDS"
 MAX_REDIRECTS_ENV = "AUDIOEXTRACT_MAX_REDIRECTS"
 MAX_INPUT_BYTES_ENV = "AUDIOEXTRACT_MAX_INPUT_BYTES"
 MAX_MEDIA_SECONDS_ENV = "AUDIOEXTRACT_MAX_MEDIA_SECONDS"
+MAX_OUTPUT_BYTES_ENV = "AUDIOEXTRACT_MAX_OUTPUT_BYTES"
 CA_FILE_ENV = "AUDIOEXTRACT_CA_FILE"
 PROGRESS_INTERVAL_ENV = "AUDIOEXTRACT_PROGRESS_INTERVAL_SECONDS"
 
@@ -48,6 +49,8 @@ class WorkerSettings:
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
     max_media_seconds: float = DEFAULT_MAX_MEDIA_SECONDS
+    # None: derived per job from the format and max_media_seconds (worker/limits.py).
+    max_output_bytes: int | None = None
     ca_file: str | None = None
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     policy: GuardPolicy = field(default_factory=GuardPolicy)
@@ -63,6 +66,7 @@ class WorkerSettings:
             max_redirects=int(_number(env, MAX_REDIRECTS_ENV, DEFAULT_MAX_REDIRECTS)),
             max_input_bytes=int(_number(env, MAX_INPUT_BYTES_ENV, DEFAULT_MAX_INPUT_BYTES)),
             max_media_seconds=_number(env, MAX_MEDIA_SECONDS_ENV, DEFAULT_MAX_MEDIA_SECONDS),
+            max_output_bytes=int(_number(env, MAX_OUTPUT_BYTES_ENV, 0)) or None,
             ca_file=env.get(CA_FILE_ENV) or None,
             progress_interval=_number(env, PROGRESS_INTERVAL_ENV, DEFAULT_PROGRESS_INTERVAL),
             policy=GuardPolicy.from_env(dict(env)),
