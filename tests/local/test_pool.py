@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from audioextract.local import attempt
+from audioextract.local import pool as pool_module
 from audioextract.local.pool import Pool
 from tests.local.conftest import LOOPBACK, MEDIA
 from tests.support import http_server
@@ -215,3 +216,24 @@ def test_a_pool_attempt_gives_the_result_of_a_fresh_interpreter(workspace: Path)
     assert fresh.result is not None and forked.result is not None
     assert fresh.result == forked.result
     assert first == second
+
+
+def test_without_a_pool_attempts_run_in_fresh_interpreters(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where the pool cannot start (no SOCK_SEQPACKET, say), nothing fails because of it:
+    # a socket type the kernel does not know makes socketpair() fail as it would there.
+    monkeypatch.setattr(pool_module.socket, "SOCK_SEQPACKET", 99)
+    local = {"volume": {"claimName": "media", "path": MEDIA}}
+
+    async def main() -> attempt.Outcome:
+        pool = Pool()
+        try:
+            inv = _invocation(workspace, "plain", local, 600)
+            return await attempt.run_attempt(inv, lambda r: None, asyncio.Event(), pool)
+        finally:
+            await pool.close()
+
+    outcome = asyncio.run(main())
+    assert outcome.result is not None, outcome.error
+    assert (workspace / "out" / "plain.mp3").is_file()

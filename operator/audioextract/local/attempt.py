@@ -165,8 +165,10 @@ async def run_attempt(
     inv.temp_dir.mkdir(parents=True, exist_ok=True)
     try:
         proc = await _start(inv, pool)
-    except PoolError as exc:
-        return Outcome(None, error=make_error(ErrorCode.WORKER_CRASHED, str(exc)))
+    except PoolError:
+        # No pool on this system, or it died while starting this attempt: the attempt
+        # runs in a fresh interpreter instead, as it would without a pool.
+        proc = await _start(inv, None)
     assert proc.stderr is not None
     tail: deque[str] = deque(maxlen=STDERR_TAIL)
     reader = asyncio.create_task(_read_logs(proc.stderr, on_log, tail))

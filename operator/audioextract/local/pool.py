@@ -228,7 +228,10 @@ class Pool:
             if self._sock is not None and self._reader is not None and not self._reader.done():
                 return self._sock
             await self._shutdown()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            except OSError as exc:  # e.g. no SOCK_SEQPACKET for AF_UNIX on this system
+                raise PoolError(f"the worker pool cannot start: {exc}") from exc
             try:
                 self._proc = await asyncio.create_subprocess_exec(
                     sys.executable,
