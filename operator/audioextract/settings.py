@@ -73,7 +73,27 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Delay between recording a Job's result and deleting the Job."
     )
     resync_seconds: float = Field(
-        default=10, gt=0, description="Full re-list interval of the level-triggered reconcile loop."
+        default=600,
+        gt=0,
+        description="Interval of the safety-net resync (re-list everything, requeue every object); "
+        "watch events drive the work, this only catches what they might have missed.",
+    )
+    workers: int = Field(
+        default=16,
+        ge=1,
+        description="ExtractionJobs reconciled at the same time (one worker per object); "
+        "Batches get a quarter as many.",
+    )
+    max_concurrent_writes: int = Field(
+        default=16,
+        ge=1,
+        description="Most API writes (creates, status patches, deletes, Events) in flight at once.",
+    )
+    status_coalesce_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        le=5,
+        description="How long a Batch gathers its children's changes before one status write.",
     )
     api_timeout_seconds: float = Field(
         default=30,

@@ -84,7 +84,7 @@ def test_batch_of_three_partially_succeeds(
     for key, format_name in (("mp3", "mp3"), ("flac", "flac")):
         ej = k.get(namespace, "extractionjob", f"episode-{key}")
         result: dict[str, Any] = ej["status"]["result"]
-        assert result["format"] == key and entries[key]["uri"] == result["uri"]
+        assert result["format"] == key and entries[key]["result"]["uri"] == result["uri"]
         assert ej["status"]["observedGeneration"] == ej["metadata"]["generation"]
         # The file on the PVC is the one the result describes, in the asked-for format.
         path = out_path(result["uri"])

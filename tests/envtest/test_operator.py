@@ -120,7 +120,9 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
             written = kubelet.volume_dir("out") / result["uri"].removeprefix("volume://out/")
             assert hashlib.sha256(written.read_bytes()).hexdigest() == result["sha256"]
             assert result["format"] == "mp3" and ej["status"]["attempts"] == 1
-            assert entries[key]["uri"] == result["uri"]
+            assert entries[key]["result"] == {
+                k: result[k] for k in ("uri", "sizeBytes", "durationSeconds", "sha256")
+            }
             ej_conds = {c["type"]: c["status"] for c in ej["status"]["conditions"]}
             assert (
                 ej_conds["Ready"] == "True"

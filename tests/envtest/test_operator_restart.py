@@ -125,7 +125,8 @@ def test_sigkill_mid_batch_then_restart_converges_without_duplicates(
     for n in JOBS:
         ej = get(custom, namespace, "extractionjobs", f"crash-{n}")
         assert ej["status"]["phase"] == "Succeeded" and ej["status"]["attempts"] == 1
-        assert ej["status"]["result"]["uri"] == entries[n]["uri"]
+        assert ej["status"]["result"]["uri"] == entries[n]["result"]["uri"]
+        assert ej["status"]["result"]["sha256"] == entries[n]["result"]["sha256"]
         assert entries[n]["phase"] == "Succeeded"
 
     # Webhooks: exactly the owed events, each with one stable id, all acknowledged.

@@ -5,13 +5,14 @@ namespace ``default``) against a fresh emulator (tests/support/kube_emulator.py)
 asserts what the operator ends up writing there, that it is still running, and that
 it stops cleanly. Real API semantics are the envtest tier's job; here only resilience.
 
-The operator's resync timer is 300 s (tests/support/operator_run.py), so every pass
+The operator's resync timer is 300 s (tests/support/operator_run.py), so every reconcile
 that heals a fault was started by a watch event or by the operator's own retry of a
 failed pass, never by the timer.
 """
 
-import itertools
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -130,7 +131,9 @@ def test_transient_errors_are_retried_until_converged(
     emulator: EmulatorThread, operator: OperatorRun
 ) -> None:
     faults = [
-        Fault("GET", f"{API}/extractionjobs$", status=503, reason="ServiceUnavailable", times=1),
+        # The operator reads from its watch-fed cache and lists nothing; its Batch status
+        # write meets a conflict instead, and is recomputed and written again.
+        Fault("PATCH", f"{API}/batches/[^/]+/status$", status=409, reason="Conflict", times=1),
         Fault("POST", f"{API}/extractionjobs$", status=500, reason="InternalError", times=2),
         Fault("POST", f"{JOBS_API}$", status=429, reason="TooManyRequests", retry_after=1, times=2),
         Fault(
@@ -150,20 +153,30 @@ def test_transient_errors_are_retried_until_converged(
 
     assert [f.hits for f in faults] == [f.times for f in faults], "every fault was hit"
     assert_created_once(emulator, "ep1", "intro", "interview", "outro")
-    # After a 429 with Retry-After: 1 the operator waits before it tries again.
+    # After a 429 with Retry-After: 1 the operator waits before it tries that create
+    # again (other creates already in flight at that moment are not recalled).
     log = emulator.served()
     job_posts = operator_calls(log, "POST", JOBS_API)
-    for before, after in itertools.pairwise(job_posts):
-        if before.status == 429:
-            assert after.at - before.at >= 0.9, "Retry-After was not honoured"
+    throttled = [p for p in job_posts if p.status == 429]
+    assert len(throttled) == 2
+    for before in throttled:
+        retry = next(p for p in job_posts if p.name == before.name and p.at > before.at)
+        assert retry.at - before.at >= 0.9, "Retry-After was not honoured"
+    # After the 409 the status was written again (recomputed, not given up), and the
+    # operator read nothing with a GET: its reads come from the watch-fed cache.
+    patches = operator_calls(log, "PATCH", f"{API}/batches/ep1/status")
+    assert [p.status for p in patches][:1] == [409] and patches[-1].status == 200
+    assert not [s for s in log if s.agent.startswith("OpenAPI") and s.method == "GET"]
 
 
 def test_hanging_calls_time_out_and_later_passes_reconcile(
     emulator: EmulatorThread, operator: OperatorRun
 ) -> None:
-    # A list and a status write that never answer (until the test ends): the operator's
-    # client timeout (1 s here) must give up on them, or its loop would stall for good.
-    hang_list = emulator.add_fault(Fault("GET", f"{API}/extractionjobs$", delay=600, times=1))
+    # Two writes that never answer (until the test ends): the operator's client timeout
+    # (1 s here) must give up on them, or their workers would stall for good.
+    hang_list = emulator.add_fault(
+        Fault("PATCH", f"{API}/extractionjobs/slow-a/status$", delay=600, times=1)
+    )
     hang_patch = emulator.add_fault(
         Fault("PATCH", f"{API}/batches/slow/status$", delay=600, times=1)
     )
@@ -243,3 +256,60 @@ def test_one_batch_failing_forever_does_not_stop_the_others(
     wait_reconciled(emulator, operator, "newcomer", "w")
     assert_created_once(emulator, "healthy", "y", "z")
     assert_created_once(emulator, "newcomer", "w")
+
+
+def patch_as_user(em: EmulatorThread, path: str, body: dict[str, Any]) -> None:
+    """A merge patch by another client (the Job controller, here), not faulted."""
+    req = urllib.request.Request(
+        f"{em.url}{path}",
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/merge-patch+json", "User-Agent": "test-user"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+def test_watch_expiry_mid_run_heals(emulator: EmulatorThread, operator: OperatorRun) -> None:
+    emulator.create(BATCHES, batch("mid", "a", "b"))
+    wait_reconciled(emulator, operator, "mid", "a", "b")
+    lists_before = len(
+        [s for s in emulator.served() if s.agent.startswith("kopf") and s.path == JOBS_API]
+    )
+    dropped = [
+        emulator.run(lambda em, p=p: em.drop_watches(p, gone=True)) for p in (BATCHES, EJS, JOBS)
+    ]
+    assert all(dropped), dropped
+    # Meanwhile the Job of "a" fails for good: its deadline passed.
+    failed = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "DeadlineExceeded",
+        "message": "Job was active longer than specified deadline",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    patch_as_user(emulator, f"{JOBS_API}/mid-a-1/status", {"status": {"conditions": [failed]}})
+
+    def healed() -> bool:
+        b = by_name(emulator, BATCHES)["mid"].get("status") or {}
+        ej = by_name(emulator, EJS)["mid-a"].get("status") or {}
+        return (
+            (b.get("failed"), b.get("running")) == (1, 1)
+            and (ej.get("error") or {}).get("code") == "Timeout"
+        ) or not operator.alive()
+
+    wait_for(healed, timeout=CONVERGE, what="the failed Job recorded after the 410")
+    assert operator.alive(), operator.log()[-5000:]
+    # kopf listed the Jobs again after the 410 (the cache was rebuilt, not patched up).
+    lists_after = [
+        s for s in emulator.served() if s.agent.startswith("kopf") and s.path == JOBS_API
+    ]
+    assert len(lists_after) > lists_before
+    # Nothing created twice; the failed run's Job was cleaned up once its outcome was recorded.
+    posts = [
+        (s.name, s.status) for s in operator_calls(emulator.served(), "POST", JOBS_API) if s.name
+    ]
+    assert sorted(posts) == [("mid-a-1", 201), ("mid-b-1", 201)], posts
+    wait_for(
+        lambda: sorted(by_name(emulator, JOBS)) == ["mid-b-1"], timeout=CONVERGE, what="cleanup"
+    )

@@ -69,10 +69,21 @@ def test_batch_with_every_source_and_destination_kind(
     assert status["phase"] == "Succeeded"
     assert (status["succeeded"], status["failed"], status["total"]) == (4, 0, 4)
     jobs = run.jobs()
-    assert jobs["from-http"]["uri"] == "volume://audioextract-local-out/kinds-from-http.mp3"
-    assert jobs["s3-to-s3"]["uri"] == "s3://audio/out/kinds-s3-to-s3.m4a"
-    assert jobs["volume-to-volume"]["uri"] == "volume://library/flac/kinds-volume-to-volume.flac"
-    assert jobs["to-put-url"]["uri"].endswith("/upload/put.wav")  # no query (the signature)
+    assert (
+        jobs["from-http"]["result"]["uri"] == "volume://audioextract-local-out/kinds-from-http.mp3"
+    )
+    assert jobs["s3-to-s3"]["result"]["uri"] == "s3://audio/out/kinds-s3-to-s3.m4a"
+    assert (
+        jobs["volume-to-volume"]["result"]["uri"]
+        == "volume://library/flac/kinds-volume-to-volume.flac"
+    )
+    assert jobs["to-put-url"]["result"]["uri"].endswith(
+        "/upload/put.wav"
+    )  # no query (the signature)
+    # Each entry is a compact result listing: size, duration and checksum too.
+    for entry in jobs.values():
+        assert set(entry["result"]) == {"uri", "sizeBytes", "durationSeconds", "sha256"}
+        assert entry["result"]["sizeBytes"] > 0 and len(entry["result"]["sha256"]) == 64
 
     out = tmp_path / "out" / "kinds-from-http.mp3"
     assert media.probe(out).codec == "mp3"

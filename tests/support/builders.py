@@ -185,3 +185,75 @@ def job_result(**fields: Any) -> JobResult:
         **fields,
     }
     return JobResult(**values)
+
+
+# -- objects as the operator's cache holds them (tests of the reconcile plans) ----------
+
+
+def cached(obj: Obj, *, uid: str, namespace: str = "ns", rv: str = "1", **meta: Any) -> Obj:
+    """``obj`` as read from the API server: namespace, uid, generation, resourceVersion."""
+    out = copy.deepcopy(obj)
+    out["metadata"].update(
+        {
+            "namespace": namespace,
+            "uid": uid,
+            "generation": 1,
+            "resourceVersion": rv,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            **meta,
+        }
+    )
+    out.setdefault("status", {})
+    return out
+
+
+def owner_ref(kind: str, name: str, uid: str) -> Obj:
+    """A controller owner reference."""
+    return {
+        "apiVersion": "audioextract.dev/v1alpha1" if kind != "Job" else "batch/v1",
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def worker_job(name: str, owner: Obj, condition: str | None = None, **status: Any) -> Obj:
+    """A batch/v1 Job owned by the ExtractionJob ``owner``; ``condition`` Complete or Failed."""
+    st: Obj = dict(status)
+    if condition is not None:
+        st["conditions"] = [
+            {
+                "type": condition,
+                "status": "True",
+                "reason": "BackoffLimitExceeded" if condition == "Failed" else None,
+                "lastTransitionTime": "2026-01-01T00:01:00Z",
+            }
+        ]
+    meta = owner["metadata"]
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "uid": f"job-{name}",
+            "ownerReferences": [owner_ref("ExtractionJob", meta["name"], meta["uid"])],
+        },
+        "spec": {"suspend": None},
+        "status": st,
+    }
+
+
+def terminated_pod(message: str, exit_code: int = 0) -> Obj:
+    """A worker Pod whose container ended with ``message`` as its termination message."""
+    return {
+        "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:30Z"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "worker",
+                    "state": {"terminated": {"exitCode": exit_code, "message": message}},
+                }
+            ]
+        },
+    }

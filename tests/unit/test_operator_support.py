@@ -1,8 +1,11 @@
 import ast
 import asyncio
+import contextlib
+import itertools
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 
 from audioextract.handlers.lease import LeaderElector
@@ -109,29 +112,88 @@ def test_retry_after_from_api_errors():
     assert retry_after(ValueError("not an API error")) is None
 
 
-def test_failed_passes_back_off_and_honour_retry_after(monkeypatch):
-    from audioextract.handlers import controller as controller_module
-    from audioextract.handlers.controller import Controller
+def test_failed_reconciles_back_off_per_key_and_honour_retry_after():
+    from audioextract.handlers.queue import Backoff, Result, WorkQueue, run_workers
 
-    slept: list[float] = []
+    async def scenario() -> tuple[list[float], list[str]]:
+        queue: WorkQueue[str] = WorkQueue("test", Backoff(0.05, 0.2))
+        seen: list[tuple[str, float]] = []
+        start = asyncio.get_running_loop().time()
 
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
+        async def reconcile(key: str) -> Result:
+            seen.append((key, asyncio.get_running_loop().time() - start))
+            if key == "broken":
+                raise ApiException(status=500)
+            if key == "throttled" and sum(1 for k, _ in seen if k == key) == 1:
+                exc = ApiException(status=429)
+                exc.headers = {"Retry-After": "0.3"}
+                raise exc
+            return Result()
 
-    monkeypatch.setattr(controller_module.asyncio, "sleep", fake_sleep)
-    c = Controller(object(), Settings(resync_seconds=5), ["ns"])  # type: ignore[arg-type]
+        def on_error(key: str, exc: BaseException) -> float | None:
+            from audioextract.handlers.kube import retry_after
 
-    async def scenario() -> list[float]:
-        waits = [await c._after_pass(failed=True) for _ in range(6)]
-        throttled = ApiException(status=429)
-        throttled.headers = {"Retry-After": "3"}
-        c._failed(throttled)
-        waits.append(await c._after_pass(failed=True))
-        waits.append(await c._after_pass(failed=False))
-        return waits
+            return retry_after(exc)
 
-    assert asyncio.run(scenario()) == [0.5, 1.0, 2.0, 4.0, 5, 5, 5, 5]
-    assert slept == [3.0]  # only the Retry-After pause, before the next pass
+        runner = asyncio.create_task(
+            run_workers(queue, reconcile, 2, controller="test", on_error=on_error)
+        )
+        queue.add("broken")
+        queue.add("throttled")
+        queue.add("fine")
+        await asyncio.sleep(1.0)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        broken = [t for k, t in seen if k == "broken"]
+        gaps = [round(b - a, 2) for a, b in itertools.pairwise(broken)]
+        return gaps, [k for k, _ in seen]
+
+    gaps, keys = asyncio.run(scenario())
+    # 0.05 s doubling, capped at 0.2 s; never a hot loop.
+    assert gaps[:3] == pytest.approx([0.05, 0.1, 0.2], abs=0.04), gaps
+    assert all(g >= 0.15 for g in gaps[3:]), gaps
+    assert keys.count("fine") == 1
+    # The 429 asked for 0.3 s: the second try waited at least that, then succeeded once.
+    assert keys.count("throttled") == 2
+
+
+def test_queue_deduplicates_and_never_runs_one_key_twice_at_once():
+    from audioextract.handlers.queue import Backoff, Result, WorkQueue, run_workers
+
+    async def scenario() -> tuple[int, int, int]:
+        queue: WorkQueue[str] = WorkQueue("test", Backoff(0.01, 0.1))
+        running: set[str] = set()
+        overlaps = 0
+        runs = {"a": 0, "b": 0}
+
+        async def reconcile(key: str) -> Result:
+            nonlocal overlaps
+            if key in running:
+                overlaps += 1
+            running.add(key)
+            runs[key] += 1
+            if runs[key] == 1:
+                queue.add(key)  # changed while being processed: runs once more, afterwards
+            await asyncio.sleep(0.05)
+            running.discard(key)
+            return Result()
+
+        for _ in range(50):
+            queue.add("a")  # a burst collapses into one run
+        queue.add("b")
+        queue.add_after("b", 0.3)  # a later due time than the pending add: no extra run
+        runner = asyncio.create_task(run_workers(queue, reconcile, 4, controller="test"))
+        await asyncio.sleep(0.6)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        return overlaps, runs["a"], runs["b"]
+
+    overlaps, a, b = asyncio.run(scenario())
+    assert overlaps == 0
+    assert a == 2  # the burst, then the add made while it ran
+    assert b == 2  # the add, the re-add during its run; the add_after was coalesced
 
 
 def test_every_api_call_has_a_timeout():

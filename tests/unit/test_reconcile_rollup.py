@@ -114,7 +114,11 @@ def test_partial_success_names_first_failed_job():
         stalled.status == "True" and "'j1'" in stalled.message and "DecodeFailed" in stalled.message
     )
     assert (
-        status.jobs[0].uri == "s3://b/k.mp3"
+        status.jobs[0].result is not None
+        and status.jobs[0].result.dump()
+        == {"uri": "s3://b/k.mp3", "sizeBytes": 10, "durationSeconds": 1.0, "sha256": "0" * 64}
+        and status.jobs[0].error is None
+        and status.jobs[1].result is None
         and status.jobs[1].error.code == ErrorCode.DECODE_FAILED
     )
     assert status.completion_time == "2026-01-01T00:01:00Z"

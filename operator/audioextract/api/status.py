@@ -107,14 +107,40 @@ class ExtractionJobStatus(Model):
     )
 
 
+class EntryResult(Model):
+    """The compact result of one job in the Batch's status: where the file is, and what it is.
+
+    The full result (codec, bitrate, loudness, ...) stays in the ExtractionJob's status;
+    these four fields make the Batch a results listing while keeping it small.
+    """
+
+    uri: str = Field(
+        max_length=4096,
+        description="Location of the audio file (s3://, volume path or URL without query).",
+    )
+    size_bytes: int = Field(ge=0, description="Size of the file in bytes.")
+    duration_seconds: float = Field(ge=0, description="Duration of the audio in seconds.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file, hex.")
+
+    @classmethod
+    def of(cls, result: JobResult) -> "EntryResult":
+        """The compact form of a worker result."""
+        return cls(
+            uri=result.uri,
+            size_bytes=result.size_bytes,
+            duration_seconds=result.duration_seconds,
+            sha256=result.sha256,
+        )
+
+
 class JobEntry(Model):
     """One short line per child in the Batch's status."""
 
     name: str = Field(max_length=63, description="The job's name in the Batch.")
     extraction_job: str = Field(max_length=253, description="Name of the ExtractionJob object.")
     phase: JobPhase | None = Field(default=None, description="The child's phase.")
-    uri: str | None = Field(
-        default=None, max_length=4096, description="Where the audio file is, on success."
+    result: EntryResult | None = Field(
+        default=None, description="The produced file (uri, size, duration, sha256), on success."
     )
     error: JobError | None = Field(default=None, description="The failure, on failure.")
 

@@ -1,12 +1,15 @@
-"""What one reconcile pass sees and shares: the API facade, the settings, the listed objects."""
+"""What one reconcile shares: the API facade, the settings, the cache, the notifier, the time."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from audioextract.api.constants import BATCH_KIND
+from audioextract.api.base import Model
+from audioextract.handlers.cache import Cache
 from audioextract.handlers.kube import Kube
 from audioextract.handlers.notify import Notifier
+from audioextract.reconcile.extractionjob import JobConfig
 from audioextract.reconcile.manifest import WorkerConfig
+from audioextract.reconcile.patch import merge_patch
 from audioextract.settings import Settings
 
 Obj = dict[str, Any]
@@ -14,53 +17,39 @@ Obj = dict[str, Any]
 
 @dataclass
 class Context:
-    """One pass: the facade, the settings and the time the pass started."""
+    """One reconcile: the facade, the settings, the cache and the time it started."""
 
     kube: Kube
     settings: Settings
     worker: WorkerConfig
     now: str
-    notifier: Notifier | None = None
+    notifier: Notifier
+    cache: Cache
 
+    async def write_status(self, kind: str, plural: str, obj: Obj, new: Model) -> Obj:
+        """Patch ``obj``'s status to ``new`` only when it differs, onto the version read.
 
-@dataclass
-class World:
-    """Everything listed at the start of a pass, updated in place as the pass writes.
+        The patch carries the read ``resourceVersion``: a 409 means someone wrote the
+        object since, and the caller re-plans from a fresher read. The written object
+        goes into the cache at once.
+        """
+        patch = merge_patch(obj.get("status") or {}, new.dump())
+        if not patch:
+            return obj
+        meta = obj["metadata"]
+        updated = await self.kube.patch_status(
+            plural,
+            meta["namespace"],
+            meta["name"],
+            patch,
+            resource_version=meta.get("resourceVersion"),
+        )
+        return self.cache.put(kind, updated) or obj
 
-    Keyed by (namespace, name) for ExtractionJobs and by the owning ExtractionJob's uid
-    for Jobs, so that ownership (not only labels) decides what belongs together.
-    """
-
-    batches: list[Obj] = field(default_factory=list)
-    extraction_jobs: dict[tuple[str, str], Obj] = field(default_factory=dict)
-    jobs_by_owner: dict[str, list[Obj]] = field(default_factory=dict)
-
-
-def key(obj: Obj) -> tuple[str, str]:
-    """(namespace, name) of an object."""
-    meta = obj["metadata"]
-    return meta.get("namespace", ""), meta["name"]
-
-
-def controller_owner(obj: Obj, kind: str | None = None) -> Obj | None:
-    """The controller owner reference of ``obj`` (optionally only of the given kind)."""
-    for ref in obj.get("metadata", {}).get("ownerReferences") or ():
-        if ref.get("controller") and (kind is None or ref.get("kind") == kind):
-            return dict(ref)
-    return None
-
-
-def batch_id(ej: Obj) -> str | None:
-    """The "<namespace>/<batch>" of a Batch's child, None for a standalone ExtractionJob."""
-    ref = controller_owner(ej, BATCH_KIND)
-    if ref is None:
-        return None
-    return f"{ej['metadata'].get('namespace', '')}/{ref['name']}"
-
-
-def is_finished(job: Obj) -> bool:
-    """Whether a batch/v1 Job has reached Complete or Failed."""
-    for cond in (job.get("status") or {}).get("conditions") or ():
-        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return True
-    return False
+    def job_config(self) -> JobConfig:
+        """The settings an ExtractionJob's plan depends on."""
+        return JobConfig(
+            worker=self.worker,
+            default_destination=self.settings.default_destination,
+            cleanup_delay_seconds=self.settings.job_cleanup_delay_seconds,
+        )

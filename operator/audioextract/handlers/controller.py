@@ -1,41 +1,52 @@
-"""The level-triggered reconcile loop: list, decide (pure), act; one pass at a time.
+"""The controller: cache-fed, per-object work queues, one serialised admission (DESIGN §3).
 
-kopf's watches only wake the loop; every pass re-lists Batches, ExtractionJobs and
-the operator's Jobs from the API server and recomputes everything, so a missed or
-duplicated event never matters and nothing that matters lives only in memory. One
-loop per operator (and, with the Lease, per cluster) makes it the single writer of
-every status and serialises admission. Bursts of events coalesce into one pass.
+kopf's watches feed :class:`~audioextract.handlers.cache.Cache` and wake only the
+objects an event concerns: a Job its ExtractionJob; an ExtractionJob itself and its
+Batch (the Batch a little later, so a burst of child changes becomes one rollup);
+a Batch itself. Each key is reconciled by one worker at a time from the cache alone
+(:mod:`audioextract.handlers.batch`, :mod:`audioextract.handlers.extractionjob`):
+a pure plan from :mod:`audioextract.reconcile`, then its writes. Admission is one
+loop over the cache that picks the ExtractionJobs to start and hands each to its
+worker. A resync at a long interval re-lists everything and requeues every object:
+only a safety net, as every decision is level-triggered anyway.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+import time
 from typing import Any
 
-from audioextract.handlers.batch import Prepared, batch_key, finish_batch, prepare_batch
-from audioextract.handlers.context import Context, World, controller_owner, key
+from audioextract.api.constants import BATCH_KIND, BATCH_PLURAL, JOB_KIND, JOB_PLURAL
+from audioextract.handlers.batch import reconcile_batch
+from audioextract.handlers.cache import Cache, Key, key_of
+from audioextract.handlers.context import Context
 from audioextract.handlers.extractionjob import reconcile_extraction_job
-from audioextract.handlers.jobs import admit_jobs
 from audioextract.handlers.kube import Kube, retry_after
 from audioextract.handlers.lease import LeaderElector
 from audioextract.handlers.notify import Notifier
-from audioextract.reconcile.admission import BatchLimit
+from audioextract.handlers.queue import Backoff, Result, WorkQueue, run_together, run_workers
+from audioextract.reconcile.admission import plan_admission
 from audioextract.reconcile.conditions import now_rfc3339
+from audioextract.reconcile.extractionjob import controller_owner
 from audioextract.reconcile.names import LABEL_APP_MANAGED_BY, MANAGED_BY
 from audioextract.settings import Settings
+from audioextract.webhooks.events import Owner
 
 log = logging.getLogger(__name__)
 
 JOB_SELECTOR = f"{LABEL_APP_MANAGED_BY}={MANAGED_BY}"
-DEBOUNCE_SECONDS = 0.2
-# After a pass with errors the next one starts this soon, doubling up to the resync
-# interval while errors persist; events still start a pass at once.
+# Retries of a failed reconcile: 0.5 s, doubling, at most this (events still start one at once).
 RETRY_MIN_SECONDS = 0.5
+RETRY_MAX_SECONDS = 60.0
+# How long admission counts an admitted ExtractionJob it has not yet seen started.
+EXPECTATION_SECONDS = 60.0
+# Admission decisions coalesce the events of this short window.
+ADMISSION_DEBOUNCE_SECONDS = 0.05
 
 
 class Controller:
-    """Runs reconcile passes when woken, on a resync timer, and only while leading."""
+    """Holds the cache, the queues and the admission loop; acts only while leading."""
 
     def __init__(
         self,
@@ -48,104 +59,193 @@ class Controller:
         self.kube, self.settings = kube, settings
         self.namespaces: list[str | None] = list(namespaces) if namespaces else [None]
         self.elector = elector
-        self.wakeup = asyncio.Event()
-        self.notifier = Notifier(kube, self.wake)
-        self.passes = 0
-        self.errors = 0
-        self._backoff = 0.0
-        self._retry_after: float | None = None
-
-    def wake(self) -> None:
-        """Ask for a pass soon (called from kopf's event handlers)."""
-        self.wakeup.set()
-
-    async def observe(self) -> World:
-        """List everything the pass needs, across all watched namespaces."""
-        world = World()
-        for ns in self.namespaces:
-            world.batches += await self.kube.list_batches(ns)
-            for ej in await self.kube.list_extraction_jobs(ns):
-                world.extraction_jobs[key(ej)] = ej
-            for job in await self.kube.list_jobs(ns, JOB_SELECTOR):
-                owner = controller_owner(job, "ExtractionJob")
-                if owner is not None:
-                    world.jobs_by_owner.setdefault(owner["uid"], []).append(job)
-        return world
-
-    async def reconcile_once(self) -> None:
-        """One full pass: ExtractionJobs, Batches (children, retry), admission, rollup."""
-        ctx = Context(
-            self.kube, self.settings, self.settings.worker_config(), now_rfc3339(), self.notifier
+        self.cache = Cache()
+        self.batches: WorkQueue[Key] = WorkQueue(
+            "batch", Backoff(RETRY_MIN_SECONDS, RETRY_MAX_SECONDS)
         )
-        world = await self.observe()
-        for ej in list(world.extraction_jobs.values()):
-            await self._guard(f"ExtractionJob {key(ej)}", reconcile_extraction_job(ctx, world, ej))
-        prepared: list[Prepared] = []
-        for batch in world.batches:
-            if batch["metadata"].get("deletionTimestamp"):
+        self.extraction_jobs: WorkQueue[Key] = WorkQueue(
+            "extractionjob", Backoff(RETRY_MIN_SECONDS, RETRY_MAX_SECONDS)
+        )
+        self.notifier = Notifier(kube, self._delivered)
+        self.leadership = asyncio.Event()
+        self._admission = asyncio.Event()
+        self._synced = False
+        self.worker = settings.worker_config()
+
+    # -- leadership -----------------------------------------------------------------
+
+    @property
+    def leading(self) -> bool:
+        """Whether this instance may act (always, without a Lease)."""
+        return self.elector is None or self.elector.leading
+
+    def context(self) -> Context:
+        """What a reconcile shares: API facade, settings, cache, notifier, the time."""
+        return Context(
+            self.kube, self.settings, self.worker, now_rfc3339(), self.notifier, self.cache
+        )
+
+    # -- events (from kopf's watches) -----------------------------------------------
+
+    def observed(self, kind: str, body: dict[str, Any]) -> None:
+        """An object as listed or watched: into the cache (kopf's indexing hook)."""
+        self.cache.put(kind, body)
+
+    def event(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event (after every resource is indexed): update the cache, wake its keys."""
+        self._synced = True
+        key = key_of(body)
+        if event_type == "DELETED":
+            self.cache.remove(kind, key)
+        else:
+            self.cache.put(kind, body)
+        if kind == "Pod":
+            return
+        if kind == BATCH_KIND:
+            self.batches.add(key)
+        elif kind == JOB_KIND:
+            self.extraction_jobs.add(key)
+            self._wake_batch_of(body, delay=self.settings.status_coalesce_seconds)
+        else:
+            owner = controller_owner(body, JOB_KIND)
+            if owner is not None:
+                self.extraction_jobs.add((key[0], owner["name"]))
+            self._admission.set()
+            return
+        self._admission.set()
+
+    def _wake_batch_of(self, ej: dict[str, Any], delay: float) -> None:
+        owner = controller_owner(ej, BATCH_KIND)
+        if owner is not None:
+            self.batches.add_after((key_of(ej)[0], owner["name"]), delay)
+
+    def _delivered(self, owner: Owner) -> None:
+        """A webhook delivery ended: its owner writes the outcome into status."""
+        key = (owner.namespace, owner.name)
+        (self.batches if owner.is_batch else self.extraction_jobs).add(key)
+
+    # -- reconciles -----------------------------------------------------------------
+
+    async def _reconcile_batch(self, key: Key) -> Result:
+        if not self.leading:
+            return Result()
+        batch = self.cache.batches.get(key)
+        if batch is None or batch["metadata"].get("deletionTimestamp"):
+            return Result()
+        return await reconcile_batch(self.context(), batch)
+
+    async def _reconcile_extraction_job(self, key: Key) -> Result:
+        if not self.leading:
+            return Result()
+        ej = self.cache.extraction_jobs.get(key)
+        if ej is None:
+            self.cache.expected.pop(key, None)
+            return Result()
+        before = (ej.get("status") or {}).get("phase")
+        result = await reconcile_extraction_job(self.context(), ej)
+        after = self.cache.extraction_jobs.get(key, ej)
+        if (after.get("status") or {}).get("phase") != before:
+            # A child's change shows in its Batch's status within the coalescing window.
+            self._wake_batch_of(after, delay=self.settings.status_coalesce_seconds)
+            self._admission.set()
+        return result
+
+    def _on_error(self, key: Key, exc: BaseException) -> float | None:
+        return retry_after(exc)
+
+    # -- admission ------------------------------------------------------------------
+
+    def admit(self) -> list[Key]:
+        """One admission decision over the cache; the chosen ExtractionJobs go to their workers."""
+        now = time.monotonic()
+        chosen = plan_admission(
+            self.cache.open_views.values(),
+            self.cache.unfinished_owners,
+            self.cache.jobs_by_owner,
+            self.cache.expectations(now),
+            self.cache.batch_limits(self.settings.max_jobs_per_batch),
+            self.settings.max_concurrent_jobs,
+        )
+        for key in chosen:
+            self.cache.expected[key] = now + EXPECTATION_SECONDS
+            self.extraction_jobs.add(key)
+        return chosen
+
+    async def _admission_loop(self) -> None:
+        while True:
+            await self._admission.wait()
+            await asyncio.sleep(ADMISSION_DEBOUNCE_SECONDS)
+            self._admission.clear()
+            if not self.leading or not self._synced:
                 continue
             try:
-                prepared.append(await prepare_batch(ctx, world, batch))
-            except Exception as exc:
-                self._failed(exc)
-                log.exception(
-                    "Batch %s: reconcile failed; retrying on the next pass", batch_key(batch)
-                )
-        limits: dict[str, BatchLimit] = {
-            batch_key(p.batch): p.limit for p in prepared if p.limit is not None
-        }
-        await self._guard("admission", admit_jobs(ctx, world, limits))
-        for p in prepared:
-            await self._guard(f"Batch {batch_key(p.batch)} rollup", finish_batch(ctx, world, p))
-        self.passes += 1
+                self.admit()
+            except Exception:
+                log.exception("admission failed; retrying on the next event")
 
-    async def _guard(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
-        # One object's failure (a bad spec, an API error) must never stop the loop or
-        # the other objects: log it and let the next pass retry.
-        try:
-            await coro
-        except Exception as exc:
-            self._failed(exc)
-            log.exception("%s: failed; retrying on the next pass", what)
+    # -- safety net -----------------------------------------------------------------
 
-    def _failed(self, exc: BaseException) -> None:
-        self.errors += 1
-        wait = retry_after(exc)
-        if wait is not None:
-            self._retry_after = max(self._retry_after or 0.0, wait)
+    def enqueue_all(self) -> None:
+        """Requeue every cached object (leadership gained, resync)."""
+        for key in list(self.cache.batches):
+            self.batches.add(key)
+        for key in list(self.cache.extraction_jobs):
+            self.extraction_jobs.add(key)
+        self._admission.set()
 
-    async def _after_pass(self, failed: bool) -> float:
-        """How long the next pass may wait for an event; honours a server's Retry-After.
+    async def resync(self) -> None:
+        """Re-list everything, drop what the watches missed deleting, requeue every object."""
+        started = time.monotonic()
+        listed: dict[str, list[dict[str, Any]]] = {BATCH_KIND: [], JOB_KIND: [], "Job": []}
+        for ns in self.namespaces:
+            listed[BATCH_KIND] += await self.kube.list_custom(BATCH_PLURAL, ns)
+            listed[JOB_KIND] += await self.kube.list_custom(JOB_PLURAL, ns)
+            listed["Job"] += await self.kube.list_jobs(ns, JOB_SELECTOR)
+        for kind, objs in listed.items():
+            for obj in objs:
+                self.cache.put(kind, obj)
+            gone = self.cache.prune(kind, [key_of(o) for o in objs], started)
+            if gone:
+                log.info("resync: %d %s objects were deleted unseen", len(gone), kind)
+        self.cache.prune_pods()
+        self.enqueue_all()
 
-        A failed pass (an API error, a timeout) is retried soon with a doubling backoff
-        instead of only on the next event or resync: a refused write produces no event.
-        """
-        resync = self.settings.resync_seconds
-        if not failed:
-            self._backoff = 0.0
-            return resync
-        self._backoff = min(max(self._backoff * 2, RETRY_MIN_SECONDS), resync)
-        if self._retry_after is not None:
-            # The API server asked for a pause (429, 503): no pass before it is over.
-            await asyncio.sleep(min(self._retry_after, resync))
-            self._retry_after = None
-        return self._backoff
-
-    async def run(self) -> None:
-        """Forever: wait for a wake-up or the resync interval, then run a pass if leading."""
-        timeout = self.settings.resync_seconds
+    async def _resync_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
-            await asyncio.sleep(DEBOUNCE_SECONDS)
-            self.wakeup.clear()
-            if self.elector is not None and not self.elector.leading:
-                timeout = self.settings.resync_seconds
+                await asyncio.wait_for(self.leadership.wait(), timeout=self.settings.resync_seconds)
+            leadership_changed = self.leadership.is_set()
+            self.leadership.clear()
+            if not self.leading or not self._synced:
                 continue
-            errors = self.errors
+            if leadership_changed:
+                self.enqueue_all()
+                continue
             try:
-                await self.reconcile_once()
+                await self.resync()
             except Exception as exc:
-                self._failed(exc)
-                log.exception("reconcile pass failed; retrying")
-            timeout = await self._after_pass(self.errors > errors)
+                log.warning("resync failed (the watches still feed the cache): %s", exc)
+
+    async def run(self) -> None:
+        """Workers, admission and the resync timer, until cancelled."""
+        workers = self.settings.workers
+        await run_together(
+            [
+                run_workers(
+                    self.batches,
+                    self._reconcile_batch,
+                    max(1, workers // 4),
+                    controller="batch",
+                    on_error=self._on_error,
+                ),
+                run_workers(
+                    self.extraction_jobs,
+                    self._reconcile_extraction_job,
+                    workers,
+                    controller="extractionjob",
+                    on_error=self._on_error,
+                ),
+                self._admission_loop(),
+                self._resync_loop(),
+            ]
+        )

@@ -1,4 +1,4 @@
-"""Kubernetes Events the operator posts: reasons as named constants, one poster."""
+"""Kubernetes Events the operator posts: one poster (reasons: :mod:`audioextract.reconcile.events`)."""
 
 import logging
 from typing import Any
@@ -7,26 +7,44 @@ from kubernetes.client.exceptions import ApiException
 
 from audioextract.handlers.kube import Kube
 from audioextract.reconcile.conditions import now_rfc3339
+from audioextract.reconcile.events import (
+    CANCELLED,
+    CHILDREN_CREATED,
+    INVALID_SPEC,
+    JOB_DELETED,
+    JOB_FAILED,
+    JOB_STARTED,
+    JOB_SUCCEEDED,
+    NORMAL,
+    PHASE_CHANGED,
+    RETRY_REQUESTED,
+    TASK_SECRET_FORBIDDEN,
+    TTL_EXPIRED,
+    WARNING,
+    WEBHOOK_FAILED,
+)
 from audioextract.reconcile.names import MANAGED_BY, short_hash
 
 log = logging.getLogger(__name__)
 
-NORMAL = "Normal"
-WARNING = "Warning"
-
-# Reasons (CamelCase, stable: people filter on them).
-CHILDREN_CREATED = "ChildrenCreated"
-INVALID_SPEC = "InvalidSpec"
-RETRY_REQUESTED = "RetryRequested"
-CANCELLED = "JobsCancelled"
-PHASE_CHANGED = "PhaseChanged"
-JOB_STARTED = "JobStarted"
-JOB_SUCCEEDED = "JobSucceeded"
-JOB_FAILED = "JobFailed"
-JOB_DELETED = "JobCleanedUp"
-TTL_EXPIRED = "TTLExpired"
-WEBHOOK_FAILED = "WebhookFailed"
-TASK_SECRET_FORBIDDEN = "TaskSecretForbidden"  # noqa: S105 - an Event reason
+# Types and reasons are named once, in reconcile/events.py (plans name the Events they want).
+__all__ = [
+    "CANCELLED",
+    "CHILDREN_CREATED",
+    "INVALID_SPEC",
+    "JOB_DELETED",
+    "JOB_FAILED",
+    "JOB_STARTED",
+    "JOB_SUCCEEDED",
+    "NORMAL",
+    "PHASE_CHANGED",
+    "RETRY_REQUESTED",
+    "TASK_SECRET_FORBIDDEN",
+    "TTL_EXPIRED",
+    "WARNING",
+    "WEBHOOK_FAILED",
+    "post",
+]
 
 
 async def post(kube: Kube, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:

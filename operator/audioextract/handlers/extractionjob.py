@@ -1,221 +1,123 @@
-"""ExtractionJob: observe its current Job, write its status once if changed, clean up."""
+"""ExtractionJob: observe from the cache, plan (:mod:`audioextract.reconcile.extractionjob`), act.
+
+Acting, in order: create the run's Job (a 409 means it exists: adopt it), write the
+status if it changed (guarded by the resourceVersion the plan saw; a 409 retries the
+reconcile from the fresher cache), post the Events, hand owed webhook events to the
+notifier, delete the Jobs whose outcome is recorded.
+"""
 
 import logging
-from datetime import datetime
-from typing import Any
 
-from pydantic import ValidationError
-
-from audioextract.api.constants import BATCH_KIND, JOB_KIND, ErrorCode, JobPhase
-from audioextract.api.constants import JOB_PLURAL as PLURAL
-from audioextract.api.spec import ExtractionJobSpec
-from audioextract.api.status import ExtractionJobStatus, JobError
+from audioextract.api.constants import JOB_KIND, JOB_PLURAL
 from audioextract.handlers import events
-from audioextract.handlers.context import Context, Obj, World, controller_owner, is_finished
-from audioextract.handlers.kube import is_not_found
-from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
-from audioextract.reconcile.observe import make_error, observe_job
-from audioextract.reconcile.patch import merge_patch
-from audioextract.webhooks import Event
-from audioextract.webhooks.events import Child, Owner, Snapshot
+from audioextract.handlers.cache import JOB_NAME_LABEL
+from audioextract.handlers.context import Context, Obj
+from audioextract.handlers.kube import is_conflict, is_forbidden, is_not_found
+from audioextract.handlers.queue import Result
+from audioextract.reconcile.extractionjob import (
+    JobSnapshot,
+    Start,
+    plan_extraction_job,
+    pods_needed,
+)
 
 log = logging.getLogger(__name__)
 
-TERMINAL = (JobPhase.SUCCEEDED, JobPhase.FAILED)
-_LIFECYCLE = {
-    JobPhase.QUEUED: Lifecycle.PROGRESSING,
-    JobPhase.RUNNING: Lifecycle.PROGRESSING,
-    JobPhase.SUCCEEDED: Lifecycle.SUCCEEDED,
-    JobPhase.FAILED: Lifecycle.FAILED,
-}
 
-
-def validation_message(exc: ValidationError, prefix: str = "spec") -> str:
-    """The first validation error as ``spec.<field>: <message>``, naming the field."""
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err.get("loc", ()))
-    where = f"{prefix}.{loc}" if loc else prefix
-    return f"{where}: {err.get('msg', 'invalid')}"
-
-
-def read_status(obj: Obj) -> ExtractionJobStatus:
-    """The object's status as the model; an unreadable status counts as empty."""
+async def _create_task_secret(ctx: Context, ej: Obj, start: Start) -> bool:
+    """Create the run's task Secret; False when RBAC refuses Secrets (the env fallback)."""
     try:
-        return ExtractionJobStatus.model_validate(obj.get("status") or {})
-    except ValidationError:
-        return ExtractionJobStatus()
+        await ctx.kube.create_secret(start.secret)
+    except Exception as exc:
+        if is_conflict(exc):  # the same run after a restart: the Secret is already there
+            return True
+        if not is_forbidden(exc):
+            raise
+        log.warning(
+            "no RBAC to create Secrets: the task of %s goes into the env",
+            start.job["metadata"]["name"],
+        )
+        await events.post(
+            ctx.kube,
+            ej,
+            events.WARNING,
+            events.TASK_SECRET_FORBIDDEN,
+            "the operator may not create Secrets; the task is in the Job's environment",
+        )
+        return False
+    return True
 
 
-def with_conditions(
-    status: ExtractionJobStatus, generation: int | None, now: str
-) -> ExtractionJobStatus:
-    """``status`` with kstatus conditions and observedGeneration matching its phase."""
-    phase = JobPhase(status.phase or JobPhase.QUEUED)
-    if phase == JobPhase.FAILED and status.error is not None:
-        reason, message = str(status.error.code), status.error.message
-    elif phase == JobPhase.SUCCEEDED and status.result is not None:
-        reason, message = "Succeeded", status.result.uri
+async def _create_run(ctx: Context, ej: Obj, start: Start) -> None:
+    """The run's task Secret, then its Job; a Job that exists already is adopted (409)."""
+    manifest = start.job if await _create_task_secret(ctx, ej, start) else start.job_with_env
+    try:
+        created = await ctx.kube.create_job(manifest)
+    except Exception as exc:
+        # Same run, same name: the Job exists from before a restart. Adopt it.
+        if not is_conflict(exc):
+            raise
+        log.info(
+            "Job %s/%s exists already; adopting it",
+            manifest["metadata"]["namespace"],
+            manifest["metadata"]["name"],
+        )
     else:
-        reason, message = str(phase), f"job is {str(phase).lower()}"
-    return status.model_copy(
-        update={
-            "phase": phase,
-            "observed_generation": generation,
-            "conditions": lifecycle_conditions(
-                status.conditions,
-                _LIFECYCLE[phase],
-                reason,
-                message,
-                now=now,
-                observed_generation=generation,
-            ),
-        }
-    )
+        if created:
+            ctx.cache.put("Job", created)
 
 
-async def write_status(ctx: Context, world: World, ej: Obj, new: ExtractionJobStatus) -> Obj:
-    """Patch the status only when it differs; keep the pass's copy current."""
-    old = ej.get("status") or {}
-    body = new.dump()
-    patch = merge_patch(old, body)
-    if not patch:
-        return ej
+async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
+    """Observe -> plan -> act for one ExtractionJob."""
     meta = ej["metadata"]
-    updated = await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
-    world.extraction_jobs[(meta["namespace"], meta["name"])] = updated
-    return updated
-
-
-def failed(status: ExtractionJobStatus, error: JobError, now: str) -> ExtractionJobStatus:
-    """``status`` moved to Failed with ``error``."""
-    return status.model_copy(
-        update={
-            "phase": JobPhase.FAILED,
-            "error": error,
-            "result": None,
-            "completion_time": status.completion_time or now,
-        }
+    key = (meta["namespace"], meta["name"])
+    jobs = ctx.cache.owned_jobs(ej)
+    pods: list[Obj] = []
+    finished = pods_needed(ej, jobs)
+    if finished is not None:
+        job = next(j for j in jobs if j["metadata"]["name"] == finished)
+        cached = ctx.cache.finished_pods(job)
+        if cached is not None:
+            pods = cached
+        else:  # the Pod watch is behind the Job watch: read them once
+            pods = await ctx.kube.list_pods(meta["namespace"], f"{JOB_NAME_LABEL}={finished}")
+    plan = plan_extraction_job(
+        JobSnapshot(
+            ej=ej,
+            jobs=jobs,
+            pods=pods,
+            admitted=key in ctx.cache.expected,
+            now=ctx.now,
+            unsaved_webhook=ctx.notifier.unsaved(meta["uid"]),
+        ),
+        ctx.job_config(),
     )
-
-
-def _seconds_since(ts: str | None, now: str) -> float:
-    if not ts:
-        return float("inf")
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    if plan.create_job is not None:
+        await _create_run(ctx, ej, plan.create_job)
     try:
-        return (datetime.strptime(now, fmt) - datetime.strptime(ts, fmt)).total_seconds()
-    except ValueError:
-        return float("inf")
-
-
-async def reconcile_extraction_job(ctx: Context, world: World, ej: Obj) -> None:
-    """Observe → decide → act for one ExtractionJob.
-
-    Records the outcome of its current Job in its status, then deletes finished Jobs
-    whose result is recorded (after the configured delay).
-    """
-    meta = ej["metadata"]
-    generation = meta.get("generation")
-    status = read_status(ej)
-    try:
-        ExtractionJobSpec.model_validate(ej.get("spec") or {})
-    except ValidationError as exc:
-        if status.phase not in TERMINAL:
-            error = make_error(ErrorCode.INVALID_SPEC, validation_message(exc))
-            await write_status(
-                ctx, world, ej, with_conditions(failed(status, error, ctx.now), generation, ctx.now)
-            )
-            await events.post(ctx.kube, ej, events.WARNING, events.INVALID_SPEC, error.message)
-        return
-    new = status
-    owned = world.jobs_by_owner.get(meta.get("uid", ""), [])
-    current = next((j for j in owned if j["metadata"]["name"] == status.job_name), None)
-    if status.job_name and status.phase not in TERMINAL:
-        if current is None:
-            new = failed(
-                status,
-                make_error(
-                    ErrorCode.WORKER_CRASHED,
-                    f"Job {status.job_name} disappeared before it finished",
-                ),
-                ctx.now,
-            )
-        else:
-            pods: list[Obj] = []
-            if is_finished(current):
-                pods = await ctx.kube.list_pods(
-                    meta["namespace"], f"batch.kubernetes.io/job-name={status.job_name}"
-                )
-            obs = observe_job(current, pods)
-            update: dict[str, Any] = {"phase": obs.phase}
-            if obs.start_time:
-                update["start_time"] = status.start_time or obs.start_time
-            if obs.phase in TERMINAL:
-                update.update(
-                    result=obs.result,
-                    error=obs.error,
-                    completion_time=obs.completion_time or ctx.now,
-                )
-            new = status.model_copy(update=update)
-    new = with_conditions(new, generation, ctx.now)
-    webhook = ExtractionJobSpec.model_validate(ej.get("spec") or {}).webhook
-    owner: Owner | None = None
-    owed: list[Event] = []
-    if (
-        webhook is not None
-        and ctx.notifier is not None
-        and controller_owner(ej, BATCH_KIND) is None
-    ):
-        owner = Owner(
-            kind=JOB_KIND, namespace=meta["namespace"], name=meta["name"], uid=meta["uid"]
+        ej = await ctx.write_status(JOB_KIND, JOB_PLURAL, ej, plan.status)
+    except Exception as exc:
+        if is_not_found(exc):
+            ctx.cache.expected.pop(key, None)
+            return Result()
+        raise
+    if plan.slot_settled:
+        ctx.cache.expected.pop(key, None)
+    for ev in plan.events:
+        await events.post(ctx.kube, ej, ev.type, ev.reason, ev.message)
+    if plan.webhook is not None and plan.webhook_owner is not None and plan.status.webhook:
+        ctx.notifier.saved(meta["uid"], plan.status.webhook)
+        ctx.notifier.schedule(
+            plan.webhook_owner, ej, plan.webhook, plan.webhook_owed, plan.status.webhook
         )
-        me = Child.from_status(meta["name"], new, extraction_job=meta["name"], uid=meta["uid"])
-        owed = ctx.notifier.owed(Snapshot(owner, [me]), webhook)
-        new = new.model_copy(
-            update={"webhook": ctx.notifier.status(owner.uid, status.webhook, owed)}
-        )
-    before = status.phase
-    ej = await write_status(ctx, world, ej, new)
-    if (
-        owner is not None
-        and webhook is not None
-        and ctx.notifier is not None
-        and new.webhook is not None
-    ):
-        ctx.notifier.saved(owner.uid, new.webhook)
-        ctx.notifier.schedule(owner, ej, webhook, owed, new.webhook)
-    if new.phase != before and new.phase in TERMINAL:
-        if new.phase == JobPhase.SUCCEEDED:
-            await events.post(
-                ctx.kube,
-                ej,
-                events.NORMAL,
-                events.JOB_SUCCEEDED,
-                new.result.uri if new.result else "",
-            )
-        else:
-            msg = f"{new.error.code}: {new.error.message}" if new.error else "failed"
-            await events.post(ctx.kube, ej, events.WARNING, events.JOB_FAILED, msg)
-    await _cleanup(ctx, ej, owned, new)
-
-
-async def _cleanup(ctx: Context, ej: Obj, owned: list[Obj], status: ExtractionJobStatus) -> None:
-    """Delete finished Jobs that are no longer needed: the result is in the status."""
-    for job in owned:
-        name = job["metadata"]["name"]
-        if not is_finished(job) or job["metadata"].get("deletionTimestamp"):
-            continue
-        if name == status.job_name and status.phase not in TERMINAL:
-            continue  # not recorded yet
-        if (
-            name == status.job_name
-            and _seconds_since(status.completion_time, ctx.now)
-            < ctx.settings.job_cleanup_delay_seconds
-        ):
-            continue
+    for name in plan.delete_jobs:
         try:
-            await ctx.kube.delete_job(job["metadata"]["namespace"], name)
+            await ctx.kube.delete_job(meta["namespace"], name)
         except Exception as exc:
             if not is_not_found(exc):
                 raise
-        log.info("deleted finished Job %s/%s", job["metadata"]["namespace"], name)
+        else:
+            log.info("deleted finished Job %s/%s", meta["namespace"], name)
+        # Gone for this operator now; the watch's DELETED event may come later.
+        ctx.cache.remove("Job", (meta["namespace"], name))
+    return Result(requeue_after=plan.requeue_after)

@@ -5,13 +5,17 @@ loop (and kopf's watches) never block on the network.
 """
 
 import asyncio
+import functools
+import json
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from audioextract.api.constants import BATCH_PLURAL, GROUP, JOB_PLURAL, VERSION
+from audioextract.api.constants import GROUP, VERSION
 
 Obj = dict[str, Any]
 
@@ -51,21 +55,40 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_WRITES = 16
+# Items per page of the safety-net resync's lists.
+PAGE_SIZE = 500
 
 
 class Kube:
     """Thin async facade over the Kubernetes client for the operator's resources.
 
     Every call has a client timeout: the client's default is none, and a call the API
-    server never answers would hold its thread and the reconcile pass forever.
+    server never answers would hold its thread and its reconcile forever. Calls run
+    on the facade's own threads, at most ``max_writes`` writes at once (the fan-out
+    of a Batch proceeds at the API server's pace without flooding it), and after a
+    429 or 503 with ``Retry-After`` no call starts before that time has passed.
     """
 
     def __init__(
-        self, api_client: client.ApiClient | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+        self,
+        api_client: client.ApiClient | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_writes: int = DEFAULT_MAX_WRITES,
     ) -> None:
         """Use ``api_client``, else one from the loaded configuration; ``timeout`` per call."""
         self.timeout = timeout
-        self.api = api_client or client.ApiClient()
+        if api_client is None:
+            configuration = client.Configuration.get_default_copy()
+            # One connection per concurrent call: urllib3's default pool keeps only 4.
+            configuration.connection_pool_maxsize = max_writes + 4
+            api_client = client.ApiClient(configuration)
+        self.api = api_client
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_writes + 4, thread_name_prefix="kube-api"
+        )
+        self._writes = asyncio.Semaphore(max_writes)
+        self._paused_until = 0.0
         self.custom = client.CustomObjectsApi(self.api)
         self.batch = client.BatchV1Api(self.api)
         self.core = client.CoreV1Api(self.api)
@@ -73,42 +96,50 @@ class Kube:
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", self.timeout)
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    async def _list_custom(self, plural: str, namespace: str | None) -> list[Obj]:
-        if namespace is None:
-            out = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
-        else:
-            out = await self._call(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+        wait = self._paused_until - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor, functools.partial(fn, *args, **kwargs)
             )
-        items: list[Obj] = out.get("items", [])
-        return items
+        except ApiException as exc:
+            pause = retry_after(exc)
+            if pause:
+                self._paused_until = max(self._paused_until, time.monotonic() + pause)
+            raise
 
-    async def list_batches(self, namespace: str | None) -> list[Obj]:
-        """All Batches in a namespace (None: cluster-wide)."""
-        return await self._list_custom(BATCH_PLURAL, namespace)
+    async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        async with self._writes:
+            return await self._call(fn, *args, **kwargs)
 
-    async def list_extraction_jobs(self, namespace: str | None) -> list[Obj]:
-        """All ExtractionJobs in a namespace (None: cluster-wide)."""
-        return await self._list_custom(JOB_PLURAL, namespace)
+    async def _pages(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Obj]:
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            page = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
+            out = _json(await self._call(fn, *args, _preload_content=False, **kwargs, **page))
+            items += out.get("items") or []
+            token = (out.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def list_custom(self, plural: str, namespace: str | None) -> list[Obj]:
+        """All objects of one of our kinds in a namespace (None: cluster-wide), page by page."""
+        if namespace is None:
+            return await self._pages(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        return await self._pages(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+        )
 
     async def list_jobs(self, namespace: str | None, selector: str) -> list[Obj]:
-        """batch/v1 Jobs matching a label selector, as plain dicts."""
+        """batch/v1 Jobs matching a label selector, as plain dicts, page by page."""
         if namespace is None:
-            out = await self._call(
-                self.batch.list_job_for_all_namespaces,
-                label_selector=selector,
-                _preload_content=False,
+            return await self._pages(
+                self.batch.list_job_for_all_namespaces, label_selector=selector
             )
-        else:
-            out = await self._call(
-                self.batch.list_namespaced_job,
-                namespace,
-                label_selector=selector,
-                _preload_content=False,
-            )
-        return _items(out)
+        return await self._pages(self.batch.list_namespaced_job, namespace, label_selector=selector)
 
     async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
         """Pods matching a label selector, as plain dicts."""
@@ -123,7 +154,7 @@ class Kube:
     async def create_custom(self, plural: str, body: Obj) -> Obj:
         """Create a custom object."""
         ns = body["metadata"]["namespace"]
-        created: Obj = await self._call(
+        created: Obj = await self._write(
             self.custom.create_namespaced_custom_object, GROUP, VERSION, ns, plural, body
         )
         return created
@@ -150,7 +181,7 @@ class Kube:
         body: Obj = {"status": status_patch}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        out: Obj = await self._call(
+        out: Obj = await self._write(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -163,7 +194,7 @@ class Kube:
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         """Delete a custom object; its children go through the garbage collector."""
-        await self._call(
+        await self._write(
             self.custom.delete_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -173,23 +204,29 @@ class Kube:
             propagation_policy="Background",
         )
 
-    async def create_job(self, body: Obj) -> None:
-        """Create a batch/v1 Job."""
-        await self._call(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
+    async def create_job(self, body: Obj) -> Obj:
+        """Create a batch/v1 Job; returns it as created."""
+        out = await self._write(
+            self.batch.create_namespaced_job,
+            body["metadata"]["namespace"],
+            body,
+            _preload_content=False,
+        )
+        return _json(out)
 
     async def create_secret(self, body: Obj) -> None:
         """Create a core v1 Secret."""
-        await self._call(self.core.create_namespaced_secret, body["metadata"]["namespace"], body)
+        await self._write(self.core.create_namespaced_secret, body["metadata"]["namespace"], body)
 
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and (in the background) its Pods."""
-        await self._call(
+        await self._write(
             self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
         )
 
     async def create_event(self, namespace: str, body: Obj) -> None:
         """Create a core v1 Event."""
-        await self._call(self.core.create_namespaced_event, namespace, body)
+        await self._write(self.core.create_namespaced_event, namespace, body)
 
     async def read_secret(self, namespace: str, name: str) -> Obj:
         """A Secret as a dict (``data`` values base64-encoded)."""
@@ -220,8 +257,6 @@ class Kube:
 
 
 def _json(response: Any) -> Obj:
-    import json
-
     data: Obj = json.loads(response.data)
     return data
 

@@ -1,4 +1,4 @@
-"""``audio-extract operator``: the kopf operator with its reconcile loop and leader Lease."""
+"""``audio-extract operator``: kopf's watches, the controller and the leader Lease."""
 
 import argparse
 import asyncio
@@ -41,9 +41,9 @@ def _identity(settings: Settings) -> str:
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
-    """Run kopf's watches, the reconcile loop and (unless standalone) the Lease together."""
+    """Run kopf's watches, the controller and (unless standalone) the Lease together."""
     load_config()
-    kube = Kube(timeout=settings.api_timeout_seconds)
+    kube = Kube(timeout=settings.api_timeout_seconds, max_writes=settings.max_concurrent_writes)
     namespaces: list[str] = list(args.namespace)
     elector: LeaderElector | None = None
     tasks: list[asyncio.Task[None]] = []
@@ -62,9 +62,9 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             settings.lease_duration_seconds,
         )
     controller = Controller(kube, settings, namespaces or None, elector)
-    registry.WAKER.wake = controller.wake
+    registry.TARGET.controller = controller
     if elector is not None:
-        tasks.append(asyncio.create_task(elector.run(controller.wakeup)))
+        tasks.append(asyncio.create_task(elector.run(controller.leadership)))
     tasks.append(asyncio.create_task(controller.run()))
     try:
         # kopf's own peering stays off: the Lease above is the leader election.

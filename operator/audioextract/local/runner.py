@@ -27,6 +27,7 @@ from audioextract.local.state import (
     write_document,
 )
 from audioextract.reconcile.admission import Active, BatchLimit, Candidate, admit
+from audioextract.reconcile.batch import CANCEL_MESSAGE
 from audioextract.reconcile.conditions import now_rfc3339
 from audioextract.reconcile.observe import make_error
 from audioextract.reconcile.rollup import to_cancel
@@ -41,7 +42,7 @@ RETRY_DELAY_MAX_SECONDS = 30.0
 # end): a Batch of hundreds of short jobs changes state several times per job, and
 # each write serialises every job's entry (tens of ms as YAML for 250 jobs).
 STATUS_WRITE_INTERVAL_SECONDS = 0.5
-BUDGET_MESSAGE = "not started: the Batch's failurePolicy.maxFailedJobs was exceeded"
+BUDGET_MESSAGE = CANCEL_MESSAGE  # the operator's Batch plan cancels with the same words
 INTERRUPTED_MESSAGE = "not started: the run was interrupted"
 
 

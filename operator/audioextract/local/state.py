@@ -1,9 +1,10 @@
 """What the runner knows about each job, and the status built from it with the operator's code.
 
 A Batch's status comes from :func:`audioextract.reconcile.rollup.rollup` over one
-:class:`ChildSnapshot` per job, exactly as the operator builds it from its
-ExtractionJobs; a standalone ExtractionJob's status gets the same kstatus
-conditions. Webhook snapshots are built from the same values.
+:class:`ChildSnapshot` per job, exactly as the operator's Batch plan builds it from its
+ExtractionJobs; a standalone ExtractionJob's status from the operator's
+:func:`audioextract.reconcile.extractionjob.with_conditions`. Webhook snapshots are
+built from the same values. Nothing here decides a lifecycle of its own.
 """
 
 import json
@@ -25,18 +26,12 @@ from audioextract.api.status import (
     WebhookStatus,
 )
 from audioextract.local.plan import LocalJob, Plan
-from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
+from audioextract.reconcile.extractionjob import with_conditions
 from audioextract.reconcile.rollup import ChildSnapshot, rollup
 from audioextract.webhooks.events import Child, Owner, Snapshot
 
 # metadata.generation of an object as first created; the local run never changes its spec.
 GENERATION = 1
-_LIFECYCLE = {
-    JobPhase.QUEUED: Lifecycle.PROGRESSING,
-    JobPhase.RUNNING: Lifecycle.PROGRESSING,
-    JobPhase.SUCCEEDED: Lifecycle.SUCCEEDED,
-    JobPhase.FAILED: Lifecycle.FAILED,
-}
 
 
 @dataclass
@@ -123,31 +118,18 @@ def batch_status(
 def job_status(
     state: JobState, previous: ExtractionJobStatus | None, webhook: WebhookStatus | None, now: str
 ) -> ExtractionJobStatus:
-    """A standalone ExtractionJob's status, with the conditions the operator sets."""
-    if state.phase == JobPhase.FAILED and state.error is not None:
-        reason, message = str(state.error.code), state.error.message
-    elif state.phase == JobPhase.SUCCEEDED and state.result is not None:
-        reason, message = "Succeeded", state.result.uri
-    else:
-        reason, message = str(state.phase), f"job is {str(state.phase).lower()}"
-    return ExtractionJobStatus(
+    """A standalone ExtractionJob's status, with the conditions the operator's plan sets."""
+    observed = ExtractionJobStatus(
         phase=state.phase,
         attempts=state.attempts,
         start_time=state.start_time,
         completion_time=state.completion_time,
         result=state.result,
         error=state.error,
-        conditions=lifecycle_conditions(
-            previous.conditions if previous else None,
-            _LIFECYCLE[state.phase],
-            reason,
-            message,
-            now=now,
-            observed_generation=GENERATION,
-        ),
-        observed_generation=GENERATION,
+        conditions=previous.conditions if previous else None,
         webhook=webhook,
     )
+    return with_conditions(observed, GENERATION, now)
 
 
 def owner(plan: Plan) -> Owner:

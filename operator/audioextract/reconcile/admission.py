@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from audioextract.api.constants import Priority
+from audioextract.api.spec import BatchSpec
 
 PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
 
@@ -43,10 +44,21 @@ class Active:
 
 @dataclass(frozen=True)
 class BatchLimit:
-    """A Batch's own admission limits."""
+    """A Batch's own admission limits; ``suspended`` admits nothing new."""
 
     parallelism: int | None = None
     suspended: bool = False
+
+
+def batch_limit(spec: BatchSpec, failed: int) -> BatchLimit:
+    """A Batch's limits: its parallelism; nothing new once suspended or out of failure budget.
+
+    A spent failure budget stops admission at once, in the same decision that sees the
+    failure, rather than only once the Batch's reconcile has cancelled the queued jobs.
+    """
+    limit = spec.failure_policy.max_failed_jobs if spec.failure_policy else None
+    spent = limit is not None and failed > limit
+    return BatchLimit(parallelism=spec.parallelism, suspended=bool(spec.suspend) or spent)
 
 
 def order_key(candidate: Candidate) -> tuple[int, str, str, str]:
@@ -89,3 +101,78 @@ def admit(
             global_used += 1
         chosen.append(candidate)
     return chosen
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """What admission needs to know of one ExtractionJob, taken from it once per change.
+
+    Admission runs over every open ExtractionJob on each decision; reading these few
+    values once, when the cache takes the object in, keeps a decision cheap.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+    batch: str | None  # "<namespace>/<batch>" for a Batch's child
+    priority: Priority
+    kueue: bool
+    valid: bool
+    phase: str | None
+    job_name: str | None
+    next_job: str  # the name of the Job of its next run
+    created: str
+    deleting: bool
+
+    @property
+    def open(self) -> bool:
+        """Not Succeeded or Failed: it may hold or want a slot."""
+        return self.phase not in ("Succeeded", "Failed")
+
+
+def plan_admission(
+    views: Iterable[SlotView],
+    unfinished_owners: Mapping[str, int],
+    job_names_by_owner: Mapping[str, frozenset[str] | set[str]],
+    expected: Iterable[tuple[str, str]],
+    limits: Mapping[str, BatchLimit],
+    max_concurrent: int | None,
+) -> list[tuple[str, str]]:
+    """(namespace, name) of the ExtractionJobs to start now: one serialised decision.
+
+    A slot is held by an ExtractionJob that has an unfinished Job (``unfinished_owners``,
+    by owner uid), is Running, or was admitted and not yet seen started in the cache
+    (``expected``): a decision made over a cache that lags behind the creates of the
+    previous one never over-admits. A queued ExtractionJob that already has the Job of
+    its next run (a status write lost in a restart) is not admitted again: its own
+    reconcile adopts that Job.
+    """
+    expected_keys = set(expected)
+    active: list[Active] = []
+    queued: list[Candidate] = []
+    seen: set[str] = set()
+    for v in views:
+        key = (v.namespace, v.name)
+        seen.add(v.uid)
+        if v.uid in unfinished_owners or v.phase == "Running" or key in expected_keys:
+            active.append(Active(batch=v.batch, kueue=v.kueue))
+            continue
+        if not v.open or v.deleting or not v.valid or v.job_name:
+            continue
+        if v.next_job in job_names_by_owner.get(v.uid, ()):
+            continue
+        queued.append(
+            Candidate(
+                namespace=v.namespace,
+                name=v.name,
+                priority=v.priority,
+                created=v.created,
+                batch=v.batch,
+                kueue=v.kueue,
+            )
+        )
+    # Unfinished Jobs of ExtractionJobs not passed in (finished ones): slots all the same.
+    active += [
+        Active() for uid, n in unfinished_owners.items() if uid not in seen for _ in range(n)
+    ]
+    return [(c.namespace, c.name) for c in admit(queued, active, limits, max_concurrent)]

@@ -1,5 +1,6 @@
 """The ExtractionJobs a Batch should have (DESIGN §3, step 1)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,34 +52,33 @@ def child_labels(batch_name: str, key: str) -> dict[str, str]:
     }
 
 
+def child_manifest(batch: BatchRef, spec: BatchSpec, index: int) -> dict[str, Any]:
+    """The ExtractionJob manifest of the job at ``index`` of the Batch."""
+    job = spec.jobs[index]
+    key = job_key(job, index)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": JOB_KIND,
+        "metadata": {
+            "name": child_name(batch.name, key),
+            "namespace": batch.namespace,
+            "labels": child_labels(batch.name, key),
+            "ownerReferences": [owner_reference(API_VERSION, BATCH_KIND, batch.name, batch.uid)],
+        },
+        "spec": resolve_batch_job(spec, job).dump(),
+    }
+
+
 def desired_children(batch: BatchRef, spec: BatchSpec) -> list[dict[str, Any]]:
     """One ExtractionJob manifest per job of the Batch, in spec order.
 
     Names are ``<batch>-<job key>`` (cut with a hash when too long), so re-applying the
     Batch maps every job to the same child and never duplicates one.
     """
-    out: list[dict[str, Any]] = []
-    for index, job in enumerate(spec.jobs):
-        key = job_key(job, index)
-        out.append(
-            {
-                "apiVersion": API_VERSION,
-                "kind": JOB_KIND,
-                "metadata": {
-                    "name": child_name(batch.name, key),
-                    "namespace": batch.namespace,
-                    "labels": child_labels(batch.name, key),
-                    "ownerReferences": [
-                        owner_reference(API_VERSION, BATCH_KIND, batch.name, batch.uid)
-                    ],
-                },
-                "spec": resolve_batch_job(spec, job).dump(),
-            }
-        )
-    return out
+    return [child_manifest(batch, spec, index) for index in range(len(spec.jobs))]
 
 
-def is_owned_by(obj: dict[str, Any], uid: str) -> bool:
+def is_owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     """Whether ``obj`` has a controller owner reference to the object with ``uid``.
 
     Label selectors narrow lists server-side; this check makes sure a look-alike

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from audioextract.api.constants import BatchPhase, ErrorCode, JobPhase
 from audioextract.api.spec import BatchSpec
-from audioextract.api.status import BatchStatus, Condition, JobEntry, JobError, JobResult
+from audioextract.api.status import (
+    BatchStatus,
+    Condition,
+    EntryResult,
+    JobEntry,
+    JobError,
+    JobResult,
+)
 from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
 
 # A job's error message is cut in the Batch's status: 500 entries must stay compact.
@@ -53,7 +60,7 @@ def _entry(child: ChildSnapshot) -> JobEntry:
         name=child.key,
         extraction_job=child.name,
         phase=child.phase or JobPhase.QUEUED,
-        uri=child.result.uri
+        result=EntryResult.of(child.result)
         if child.result is not None and child.phase == JobPhase.SUCCEEDED
         else None,
         error=error if child.phase == JobPhase.FAILED else None,

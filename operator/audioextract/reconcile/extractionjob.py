@@ -1,0 +1,400 @@
+"""One ExtractionJob, observed -> planned (DESIGN §3, steps 3-4): a pure function, no I/O.
+
+:func:`plan_extraction_job` takes what the cache shows of the ExtractionJob, the Jobs
+it owns, the Pods of its finished Job and whether admission has just given it a slot,
+and returns a :class:`JobPlan`: the Job to create (if any), the status to write, the
+finished Jobs to delete, the Events to post once the status is written and the
+webhook events owed. The handler executes it; the local runner builds the same
+status with :func:`with_conditions`.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from audioextract.api.constants import (
+    BATCH_KIND,
+    JOB_KIND,
+    LABEL_BATCH,
+    LABEL_JOB,
+    ErrorCode,
+    JobPhase,
+)
+from audioextract.api.spec import Destination, ExtractionJobSpec, Webhook
+from audioextract.api.status import ExtractionJobStatus, JobError, WebhookStatus
+from audioextract.api.task import NoDestinationError, build_task
+from audioextract.reconcile import events
+from audioextract.reconcile.conditions import Lifecycle, lifecycle_conditions
+from audioextract.reconcile.events import EventSpec
+from audioextract.reconcile.manifest import (
+    WorkerConfig,
+    check_resources,
+    job_manifest,
+    task_secret_manifest,
+)
+from audioextract.reconcile.names import job_name
+from audioextract.reconcile.observe import make_error, observe_job
+from audioextract.reconcile.resources import ResourceBoundsError
+from audioextract.webhooks import state as webhook_state
+from audioextract.webhooks.events import Child, Event, Owner, Snapshot, owed_events
+
+Obj = Mapping[str, Any]
+
+TERMINAL = (JobPhase.SUCCEEDED, JobPhase.FAILED)
+_LIFECYCLE = {
+    JobPhase.QUEUED: Lifecycle.PROGRESSING,
+    JobPhase.RUNNING: Lifecycle.PROGRESSING,
+    JobPhase.SUCCEEDED: Lifecycle.SUCCEEDED,
+    JobPhase.FAILED: Lifecycle.FAILED,
+}
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def validation_message(exc: ValidationError, prefix: str = "spec") -> str:
+    """The first validation error as ``spec.<field>: <message>``, naming the field."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err.get("loc", ()))
+    where = f"{prefix}.{loc}" if loc else prefix
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def read_status(obj: Obj) -> ExtractionJobStatus:
+    """The object's status as the model; an unreadable status counts as empty."""
+    try:
+        return ExtractionJobStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        return ExtractionJobStatus()
+
+
+def with_conditions(
+    status: ExtractionJobStatus, generation: int | None, now: str
+) -> ExtractionJobStatus:
+    """``status`` with kstatus conditions and observedGeneration matching its phase."""
+    phase = JobPhase(status.phase or JobPhase.QUEUED)
+    if phase == JobPhase.FAILED and status.error is not None:
+        reason, message = str(status.error.code), status.error.message
+    elif phase == JobPhase.SUCCEEDED and status.result is not None:
+        reason, message = "Succeeded", status.result.uri
+    else:
+        reason, message = str(phase), f"job is {str(phase).lower()}"
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "observed_generation": generation,
+            "conditions": lifecycle_conditions(
+                status.conditions,
+                _LIFECYCLE[phase],
+                reason,
+                message,
+                now=now,
+                observed_generation=generation,
+            ),
+        }
+    )
+
+
+def failed(status: ExtractionJobStatus, error: JobError, now: str) -> ExtractionJobStatus:
+    """``status`` moved to Failed with ``error``."""
+    return status.model_copy(
+        update={
+            "phase": JobPhase.FAILED,
+            "error": error,
+            "result": None,
+            "completion_time": status.completion_time or now,
+        }
+    )
+
+
+def requeued(status: ExtractionJobStatus, token: str) -> ExtractionJobStatus:
+    """``status`` back in Queued for a new run, after a retry-failed request ``token``."""
+    return status.model_copy(
+        update={
+            "phase": JobPhase.QUEUED,
+            "job_name": None,
+            "error": None,
+            "result": None,
+            "start_time": None,
+            "completion_time": None,
+            "retry_token": token,
+        }
+    )
+
+
+def seconds_between(earlier: str | None, later: str) -> float:
+    """Seconds from ``earlier`` to ``later`` (RFC 3339); infinite when unknown."""
+    if not earlier:
+        return float("inf")
+    try:
+        delta = datetime.strptime(later, _TIME_FORMAT) - datetime.strptime(earlier, _TIME_FORMAT)
+    except ValueError:
+        return float("inf")
+    return delta.total_seconds()
+
+
+def is_finished(job: Obj) -> bool:
+    """Whether a batch/v1 Job has reached Complete or Failed."""
+    for cond in (job.get("status") or {}).get("conditions") or ():
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return True
+    return False
+
+
+def controller_owner(obj: Obj, kind: str | None = None) -> dict[str, Any] | None:
+    """The controller owner reference of ``obj`` (optionally only of the given kind)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller") and (kind is None or ref.get("kind") == kind):
+            return dict(ref)
+    return None
+
+
+def parse_spec(ej: Obj) -> ExtractionJobSpec | str:
+    """The ExtractionJob's spec, or the message naming the first invalid field."""
+    try:
+        return ExtractionJobSpec.model_validate(ej.get("spec") or {})
+    except ValidationError as exc:
+        return validation_message(exc)
+
+
+def pods_needed(ej: Obj, jobs: Sequence[Obj]) -> str | None:
+    """The Job whose Pods the plan needs (its current Job, once finished), else None.
+
+    Only a finished Job's Pods carry the worker's termination message; reading them
+    is the one observation the cache does not hold.
+    """
+    status = read_status(ej)
+    if not status.job_name or status.phase in TERMINAL:
+        return None
+    current = next((j for j in jobs if j["metadata"]["name"] == status.job_name), None)
+    return status.job_name if current is not None and is_finished(current) else None
+
+
+def wants_slot(ej: Obj, jobs: Sequence[Obj]) -> bool:
+    """Whether the ExtractionJob waits for admission: queued, no run recorded, none found."""
+    status = read_status(ej)
+    if status.phase not in (None, JobPhase.QUEUED) or status.job_name:
+        return False
+    if (ej.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    # A Job of the next run exists: a restart lost the status write; the plan adopts it.
+    name = job_name(ej["metadata"]["name"], (status.attempts or 0) + 1)
+    return not any(j["metadata"]["name"] == name for j in jobs)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The operator settings a plan depends on."""
+
+    worker: WorkerConfig
+    default_destination: Destination | None = None
+    cleanup_delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What the ExtractionJob's reconcile observed: the object, its Jobs, their Pods."""
+
+    ej: Obj
+    jobs: Sequence[Obj] = ()
+    pods: Sequence[Obj] = ()
+    admitted: bool = False
+    now: str = ""
+    # The in-memory outcome of webhook deliveries not yet written into status.
+    unsaved_webhook: WebhookStatus | None = None
+
+
+@dataclass(frozen=True)
+class Start:
+    """The objects of a new run: its task Secret, then its Job (and the Job without the Secret)."""
+
+    secret: dict[str, Any]
+    job: dict[str, Any]
+    job_with_env: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What to do for one ExtractionJob, in order: create, write status, post, delete."""
+
+    status: ExtractionJobStatus
+    create_job: "Start | None" = None
+    delete_jobs: tuple[str, ...] = ()
+    events: tuple[EventSpec, ...] = ()
+    webhook_owed: tuple[Event, ...] = ()
+    webhook_owner: Owner | None = None
+    webhook: Webhook | None = None  # the spec's webhook, for the notifier
+    # The reconcile must run again after this many seconds (a cleanup delay pending).
+    requeue_after: float | None = None
+    # Admission's slot was used (a Job was created or adopted) or given back (failed).
+    slot_settled: bool = False
+
+
+def _start(
+    snap: JobSnapshot, spec: ExtractionJobSpec, status: ExtractionJobStatus, cfg: JobConfig
+) -> tuple[ExtractionJobStatus, "Start | None", list[EventSpec]]:
+    """The next run: its Job manifest and the status recording it (Running, or Queued for Kueue)."""
+    meta = snap.ej["metadata"]
+    run = (status.attempts or 0) + 1
+    name = job_name(meta["name"], run)
+    adopted = any(j["metadata"]["name"] == name for j in snap.jobs)
+    manifest: Start | None = None
+    if not adopted:
+        try:
+            task = build_task(meta["name"], spec, cfg.default_destination)
+            check_resources(spec, cfg.worker)
+        except (NoDestinationError, ResourceBoundsError) as exc:
+            error = make_error(ErrorCode.INVALID_SPEC, str(exc))
+            return (
+                failed(status, error, snap.now),
+                None,
+                [EventSpec(events.WARNING, events.INVALID_SPEC, error.message)],
+            )
+        labels = meta.get("labels") or {}
+
+        def job(task_secret: str | None) -> dict[str, Any]:
+            return job_manifest(
+                name=name,
+                namespace=meta["namespace"],
+                extraction_job=meta["name"],
+                extraction_job_uid=meta["uid"],
+                spec=spec,
+                task=task,
+                config=cfg.worker,
+                batch_label=labels.get(LABEL_BATCH),
+                job_key=labels.get(LABEL_JOB),
+                task_secret=task_secret,
+            )
+
+        # The task travels in a Secret of the run's name (docs/install.md); the Job
+        # with the task in its environment is the fallback when Secrets are refused.
+        secret = task_secret_manifest(
+            name=name,
+            namespace=meta["namespace"],
+            task=task,
+            extraction_job=meta["name"],
+            extraction_job_uid=meta["uid"],
+        )
+        manifest = Start(secret=secret, job=job(name), job_with_env=job(None))
+    new = status.model_copy(
+        update={
+            "phase": JobPhase.QUEUED if spec.queue_name else JobPhase.RUNNING,
+            "job_name": name,
+            "attempts": run,
+            "start_time": None if spec.queue_name else snap.now,
+            "completion_time": None,
+            "result": None,
+            "error": None,
+        }
+    )
+    verb = "adopted" if adopted else "created"
+    started = EventSpec(events.NORMAL, events.JOB_STARTED, f"{verb} Job {name} (run {run})")
+    # A Batch's child shows its start in the Batch's status; one Event per start of
+    # each of 1,000 children would only cost API writes (the Job itself is visible).
+    in_batch = controller_owner(snap.ej, BATCH_KIND) is not None
+    return new, manifest, [] if in_batch and not adopted else [started]
+
+
+def _observe(snap: JobSnapshot, status: ExtractionJobStatus) -> ExtractionJobStatus:
+    """The status after looking at the current Job (and its Pods, once it finished)."""
+    current = next((j for j in snap.jobs if j["metadata"]["name"] == status.job_name), None)
+    if current is None:
+        error = make_error(
+            ErrorCode.WORKER_CRASHED, f"Job {status.job_name} disappeared before it finished"
+        )
+        return failed(status, error, snap.now)
+    obs = observe_job(current, snap.pods if is_finished(current) else ())
+    update: dict[str, Any] = {"phase": obs.phase}
+    if obs.start_time:
+        update["start_time"] = status.start_time or obs.start_time
+    if obs.phase in TERMINAL:
+        update.update(
+            result=obs.result, error=obs.error, completion_time=obs.completion_time or snap.now
+        )
+    return status.model_copy(update=update)
+
+
+def _cleanup(
+    snap: JobSnapshot, status: ExtractionJobStatus, cfg: JobConfig
+) -> tuple[tuple[str, ...], float | None]:
+    """Finished Jobs whose outcome is recorded, and when to look again for the delayed one."""
+    delete: list[str] = []
+    wait: float | None = None
+    for job in snap.jobs:
+        name = job["metadata"]["name"]
+        if not is_finished(job) or job["metadata"].get("deletionTimestamp"):
+            continue
+        if name == status.job_name:
+            if status.phase not in TERMINAL:
+                continue  # not recorded yet
+            left = cfg.cleanup_delay_seconds - seconds_between(status.completion_time, snap.now)
+            if left > 0:
+                wait = left if wait is None else min(wait, left)
+                continue
+        delete.append(name)
+    return tuple(delete), wait
+
+
+def _terminal_events(before: JobPhase | None, new: ExtractionJobStatus) -> list[EventSpec]:
+    if new.phase == before or new.phase not in TERMINAL:
+        return []
+    if new.phase == JobPhase.SUCCEEDED:
+        return [
+            EventSpec(events.NORMAL, events.JOB_SUCCEEDED, new.result.uri if new.result else "")
+        ]
+    msg = f"{new.error.code}: {new.error.message}" if new.error else "failed"
+    return [EventSpec(events.WARNING, events.JOB_FAILED, msg)]
+
+
+def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
+    """Observe -> decide for one ExtractionJob; see the module docstring."""
+    meta = snap.ej["metadata"]
+    generation = meta.get("generation")
+    status = read_status(snap.ej)
+    spec = parse_spec(snap.ej)
+    if isinstance(spec, str):
+        if status.phase in TERMINAL:
+            return JobPlan(status=status, slot_settled=True)
+        error = make_error(ErrorCode.INVALID_SPEC, spec)
+        return JobPlan(
+            status=with_conditions(failed(status, error, snap.now), generation, snap.now),
+            events=(EventSpec(events.WARNING, events.INVALID_SPEC, error.message),),
+            slot_settled=True,
+        )
+    new = status
+    evs: list[EventSpec] = []
+    create: Start | None = None
+    settled = False
+    if not status.job_name and status.phase in (None, JobPhase.QUEUED):
+        name = job_name(meta["name"], (status.attempts or 0) + 1)
+        if snap.admitted or any(j["metadata"]["name"] == name for j in snap.jobs):
+            new, create, evs = _start(snap, spec, status, cfg)
+            settled = True
+    elif status.job_name and status.phase not in TERMINAL:
+        new = _observe(snap, status)
+    new = with_conditions(new, generation, snap.now)
+
+    owner: Owner | None = None
+    owed: list[Event] = []
+    if spec.webhook is not None and controller_owner(snap.ej, BATCH_KIND) is None:
+        owner = Owner(
+            kind=JOB_KIND, namespace=meta["namespace"], name=meta["name"], uid=meta["uid"]
+        )
+        me = Child.from_status(meta["name"], new, extraction_job=meta["name"], uid=meta["uid"])
+        owed = owed_events(Snapshot(owner, [me]), spec.webhook.events)
+        merged = webhook_state.merge(webhook_state.load(status.webhook), snap.unsaved_webhook)
+        new = new.model_copy(update={"webhook": webhook_state.summarize(merged, owed)})
+    evs += _terminal_events(status.phase, new)
+    delete, wait = _cleanup(snap, new, cfg)
+    return JobPlan(
+        status=new,
+        create_job=create,
+        delete_jobs=delete,
+        events=tuple(evs),
+        webhook_owed=tuple(owed),
+        webhook_owner=owner,
+        webhook=spec.webhook if owner is not None else None,
+        requeue_after=wait,
+        slot_settled=settled or (snap.admitted and new.phase in TERMINAL),
+    )

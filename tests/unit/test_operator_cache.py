@@ -1,0 +1,118 @@
+"""The controller's cache: slim projections, ordering by resourceVersion, indexes, pruning."""
+
+import time
+
+from audioextract.handlers.cache import Cache
+from tests.support.builders import (
+    batch,
+    cached,
+    extraction_job,
+    owner_ref,
+    terminated_pod,
+    worker_job,
+)
+
+
+def child(name: str, rv: str = "1", **status: object) -> dict:
+    obj = cached(extraction_job(name), uid=f"uid-{name}", rv=rv)
+    obj["metadata"]["ownerReferences"] = [owner_ref("Batch", "b", "uid-b")]
+    obj["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    obj["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    obj["status"] = dict(status)
+    return obj
+
+
+def test_projections_are_slim_and_indexed_by_owner():
+    cache = Cache()
+    b = cached(batch("b"), uid="uid-b")
+    cache.put("Batch", b)
+    stored = cache.put("ExtractionJob", child("b-a"))
+    assert stored is not None
+    assert "managedFields" not in stored["metadata"] and "annotations" not in stored["metadata"]
+    job = worker_job("b-a-1", child("b-a"), active=1)
+    job["spec"]["template"] = {"spec": {"containers": [{"name": "worker"}]}}
+    cache.put("Job", job)
+    assert "template" not in cache.jobs[("ns", "b-a-1")]["spec"]
+    assert set(cache.children(b)) == {"b-a"}
+    assert [j["metadata"]["name"] for j in cache.owned_jobs(stored)] == ["b-a-1"]
+    assert cache.unfinished_owners == {"uid-b-a": 1}
+    finished = worker_job("b-a-1", child("b-a"), "Complete", succeeded=1)
+    finished["metadata"]["resourceVersion"] = "2"
+    cache.put("Job", finished)
+    assert cache.unfinished_owners == {}
+    cache.remove("Job", ("ns", "b-a-1"))
+    assert cache.jobs_by_owner == {}
+
+
+def test_an_older_version_never_replaces_a_newer_one():
+    cache = Cache()
+    cache.put("ExtractionJob", child("b-a", rv="10", phase="Running", jobName="b-a-1"))
+    assert cache.put("ExtractionJob", child("b-a", rv="9")) is None
+    assert cache.extraction_jobs[("ns", "b-a")]["status"]["phase"] == "Running"
+    assert cache.put("ExtractionJob", child("b-a", rv="11", phase="Failed")) is not None
+    assert cache.failed_by_owner == {"uid-b": {"b-a"}}
+    assert ("ns", "b-a") not in cache.open_views
+
+
+def test_expectation_ends_when_the_started_run_is_seen():
+    cache = Cache()
+    cache.put("ExtractionJob", child("b-a"))
+    cache.expected[("ns", "b-a")] = time.monotonic() + 60
+    cache.put("ExtractionJob", child("b-a", rv="2"))
+    assert ("ns", "b-a") in cache.expected  # still queued: the slot stays reserved
+    cache.put("ExtractionJob", child("b-a", rv="3", phase="Running", jobName="b-a-1"))
+    assert cache.expected == {}
+    cache.expected[("ns", "x")] = time.monotonic() - 1
+    assert cache.expectations(time.monotonic()) == []
+
+
+def test_resync_prunes_what_the_watch_missed_but_keeps_newer_entries():
+    cache = Cache()
+    cache.put("ExtractionJob", child("b-gone"))
+    cache.put("ExtractionJob", child("b-kept"))
+    started = time.monotonic()
+    cache.put("ExtractionJob", child("b-new"))  # arrived while the list was running
+    assert cache.prune("ExtractionJob", [("ns", "b-kept")], started) == [("ns", "b-gone")]
+    assert set(cache.extraction_jobs) == {("ns", "b-kept"), ("ns", "b-new")}
+
+
+def test_finished_pods_only_once_every_ended_pod_is_seen():
+    cache = Cache()
+    owner = child("b-a")
+    job = worker_job("b-a-1", owner, "Complete", succeeded=1, failed=1)
+    cache.put("Job", job)
+
+    def pod(name: str, message: str) -> dict:
+        p = terminated_pod(message)
+        p["metadata"].update(
+            {"name": name, "namespace": "ns", "labels": {"batch.kubernetes.io/job-name": "b-a-1"}}
+        )
+        return p
+
+    cache.put("Pod", pod("b-a-1-x", '{"error": {"code": "EncodeFailed", "message": "x"}}'))
+    # The Job counts two ended Pods; the cache has seen one: read them from the API instead.
+    assert cache.finished_pods(job) is None
+    cache.put("Pod", pod("b-a-1-y", "{}"))
+    pods = cache.finished_pods(job)
+    assert pods is not None and {p["metadata"]["name"] for p in pods} == {"b-a-1-x", "b-a-1-y"}
+    assert "spec" not in pods[0]
+    cache.remove("Job", ("ns", "b-a-1"))
+    assert cache.prune_pods() == 2 and cache.pods_by_job == {}
+
+
+def test_events_wake_only_the_objects_they_concern():
+    from audioextract.handlers.controller import Controller
+    from audioextract.settings import Settings
+
+    c = Controller(object(), Settings(), ["ns"])  # type: ignore[arg-type]
+    ej = child("b-a")
+    c.event("ExtractionJob", "ADDED", ej)
+    assert list(c.extraction_jobs._queue) == [("ns", "b-a")]
+    assert list(c.batches._due) == [("ns", "b")]  # the Batch, a little later (coalesced)
+    assert not c.batches._queue
+    c.event("Job", "MODIFIED", worker_job("b-a-1", ej, active=1))
+    assert list(c.extraction_jobs._queue) == [("ns", "b-a")]  # de-duplicated
+    c.event("Batch", "MODIFIED", cached(batch("other"), uid="uid-o"))
+    assert list(c.batches._queue) == [("ns", "other")]
+    c.event("ExtractionJob", "DELETED", ej)
+    assert ("ns", "b-a") not in c.cache.extraction_jobs
