@@ -16,7 +16,7 @@ OPERATOR_IMAGE ?= audio-extract-operator:$(VERSION)
 IMAGE_ARGS = --build-arg VERSION=$(VERSION) \
   --build-arg REVISION=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-local bench-aac bench-failover bench-operator demo e2e images test-images
+.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-local bench-aac bench-failover bench-operator demo e2e images test-images
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -49,20 +49,25 @@ demo: venv
 	$(BIN)/python demo/run_demo.py
 
 lint: venv
-	$(BIN)/ruff check operator tests bench demo
-	$(BIN)/ruff format --check operator tests bench demo
+	$(BIN)/ruff check operator tests bench demo tools
+	$(BIN)/ruff format --check operator tests bench demo tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: venv
-	$(BIN)/ruff format operator tests bench demo
-	$(BIN)/ruff check --fix operator tests bench demo
+	$(BIN)/ruff format operator tests bench demo tools
+	$(BIN)/ruff check --fix operator tests bench demo tools
 
 crds: venv
-	$(BIN)/audio-extract crds --write crds
+	$(BIN)/audio-extract crds --write
 
 crds-check: venv
 	$(BIN)/audio-extract crds --check
+
+# deploy/ and the chart's Argo CD snippet, rendered from charts/audio-extract-operator
+# by a real Helm engine (tools/chart.py); the unit tests fail when they are stale.
+deploy: venv
+	$(BIN)/python -m tools.chart --write
 
 # Worker vs bare ffmpeg on a 10-minute realistic source (BENCH_ARGS=--quick: about a minute).
 bench-worker: venv

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     worker_pull_policy: str = Field(
         default="IfNotPresent", description="imagePullPolicy of the worker."
     )
+    worker_service_account: str | None = Field(
+        default=None,
+        description="ServiceAccount of the worker Pods (must exist in each namespace); default: the namespace's default.",
+    )
     default_destination: Destination | None = Field(
         default=None, description="Destination of jobs that name none (JSON)."
     )
@@ -161,6 +165,7 @@ class Settings(BaseSettings):
             s3_credentials_secret=self.s3_credentials_secret,
             s3_endpoint=self.s3_endpoint,
             s3_region=self.s3_region,
+            service_account=self.worker_service_account,
             bounds=ResourceBounds(
                 min_requests=dict(self.min_requests),
                 max_requests=dict(self.max_requests),

@@ -1,28 +1,38 @@
-"""The install manifests in deploy/ on a real control plane.
+"""The install manifests in deploy/ (rendered from the Helm chart) on a real control plane.
 
-- every manifest passes server-side validation, and the operator's Pod meets the
+- every manifest of both installs (deploy/: all namespaces; deploy/namespaced/: team-a
+  and team-b only) passes server-side validation, and the operator's Pod meets the
   restricted Pod Security Standard;
-- the operator runs a Batch to the end with nothing but its ServiceAccount's RBAC
-  (a token from the TokenRequest API, the leader Lease included), and no call is
-  refused;
-- the RBAC refuses what the operator must not do; the view/edit aggregation gives
-  a namespace's viewers and editors the right access to Batches;
+- the operator runs a Batch to the end with nothing but the RBAC of a namespaced install
+  (a token from the TokenRequest API; the Lease in its own namespace, the work in the
+  watched one), its worker Pods under the token-less worker ServiceAccount, and no call
+  is refused;
+- ``kubectl auth can-i`` as the operator's ServiceAccount: the all-namespaces install
+  grants its rules cluster-wide; the namespaced install grants them in the listed
+  namespaces only, nothing cluster-wide; both refuse what the operator must not do;
+- the view/edit aggregation gives a namespace's viewers and editors the right access;
 - the ResourceQuota example refuses a Batch beyond the quota.
 """
 
+import contextlib
 import copy
 import json
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client
+import kubernetes.watch
 import pytest
+import urllib3
 import yaml
 
 from audioextract.webhooks.signing import generate_secret
 from tests.envtest.operator_process import OperatorProcess
 from tests.envtest.test_operator import DEST, GROUP, VERSION, batch_manifest, get, make_video
+from tests.support.chart import every_feature, objects
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for
@@ -30,8 +40,12 @@ from tests.support.webhook_receiver import receiver
 
 REPO = Path(__file__).parent.parent.parent
 DEPLOY = REPO / "deploy"
+NAMESPACED = DEPLOY / "namespaced"
 SYSTEM_NS = "audio-extract-system"
+TEAMS = ("team-a", "team-b")  # the namespaces deploy/namespaced/ serves
 SA_NAME = "audio-extract-operator"
+WORKER_SA = "audio-extract-worker"
+LEASE = f"leases.coordination.k8s.io/{SA_NAME}"
 OPERATOR_SA = f"system:serviceaccount:{SYSTEM_NS}:{SA_NAME}"
 # The Batch must finish well within kopf's ~60 s back-off on a refused namespace
 # listing: a watch that starts late would show up here.
@@ -55,21 +69,22 @@ def apply(cp: ControlPlane, docs: list[Obj], *args: str) -> str:
     return out.stdout + out.stderr
 
 
-def namespaced_install(namespace: str) -> list[Obj]:
-    """The ServiceAccount and RBAC of deploy/, moved into ``namespace`` as docs/install.md
-    describes for a namespaced install: the ClusterRole bound by a RoleBinding."""
-    docs = load(DEPLOY / "serviceaccount.yaml") + load(DEPLOY / "rbac.yaml")
-    out: list[Obj] = []
-    for doc in copy.deepcopy(docs):
-        kind = doc["kind"]
-        if kind == "ClusterRoleBinding":
-            doc["kind"] = "RoleBinding"
-        if kind in ("ServiceAccount", "ClusterRoleBinding", "Role", "RoleBinding"):
-            doc["metadata"]["namespace"] = namespace
-        for subject in doc.get("subjects", ()):
-            subject["namespace"] = namespace
-        out.append(doc)
-    return out
+def chart_install(system_ns: str, watched: str) -> list[Obj]:
+    """What the chart installs for a namespaced operator in ``system_ns`` serving ``watched``:
+    its ServiceAccount and RBAC and the worker ServiceAccount (the Pods run elsewhere)."""
+    values = {"watchNamespaces": [watched], "crds": {"enabled": False}}
+    keep = ("ServiceAccount", "Role", "RoleBinding")
+    return [o for o in objects(values, namespace=system_ns) if o["kind"] in keep]
+
+
+def operator_env(system_ns: str, watched: str) -> dict[str, str]:
+    """The chart's Deployment environment for that install with every setting given
+    (plain values only)."""
+    values = {"watchNamespaces": [watched], "crds": {"enabled": False}}
+    values["config"] = every_feature()["config"]
+    (deployment,) = [o for o in objects(values, namespace=system_ns) if o["kind"] == "Deployment"]
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {e["name"]: e["value"] for e in env if "value" in e}
 
 
 def can_i(cp: ControlPlane, user: str, *args: str) -> bool:
@@ -90,24 +105,33 @@ def system_namespace(control_plane: ControlPlane) -> str:
     return SYSTEM_NS
 
 
+@pytest.fixture(scope="module")
+def team_namespaces(control_plane: ControlPlane) -> Iterator[tuple[str, ...]]:
+    """The namespaces deploy/namespaced/ serves, enforcing restricted Pod Security."""
+    for team in TEAMS:
+        control_plane.kubectl("create", "namespace", team)
+        control_plane.kubectl(
+            "label", "namespace", team, "pod-security.kubernetes.io/enforce=restricted"
+        )
+    yield TEAMS
+    control_plane.kubectl("delete", "namespace", *TEAMS, "--wait=false")
+
+
 def test_manifests_pass_server_validation_and_restricted_pod_security(
-    control_plane: ControlPlane, system_namespace: str
+    control_plane: ControlPlane, system_namespace: str, team_namespaces: tuple[str, ...]
 ) -> None:
     cp = control_plane
-    files = sorted(DEPLOY.glob("*.yaml"))
-    assert {f.name for f in files} >= {
-        "namespace.yaml",
-        "serviceaccount.yaml",
-        "rbac.yaml",
-        "deployment.yaml",
-    }
-    for path in files:
-        out = cp.kubectl("apply", "--dry-run=server", "-f", str(path))
-        # The namespace warns on restricted violations: a Deployment would say so here.
-        assert "Warning" not in out.stderr, (path.name, out.stderr)
-    out = cp.kubectl("apply", "--dry-run=server", "-k", str(DEPLOY))
-    assert "Warning" not in out.stderr, out.stderr
-    assert "deployment.apps/audio-extract-operator" in out.stdout
+    generated = {"serviceaccount.yaml", "rbac.yaml", "deployment.yaml", "service.yaml"}
+    for directory in (DEPLOY, NAMESPACED):
+        files = sorted(directory.glob("*.yaml"))
+        assert {f.name for f in files} >= {"namespace.yaml", *generated}, directory
+        for path in files:
+            out = cp.kubectl("apply", "--dry-run=server", "-f", str(path))
+            # The namespace warns on restricted violations: a Deployment would say so here.
+            assert "Warning" not in out.stderr, (path, out.stderr)
+        out = cp.kubectl("apply", "--dry-run=server", "-k", str(directory))
+        assert "Warning" not in out.stderr, out.stderr
+        assert "deployment.apps/audio-extract-operator" in out.stdout
     cp.kubectl("apply", "--dry-run=server", "-n", system_namespace, "-f", str(DEPLOY / "examples"))
 
     # enforce=restricted applies to Pods: one from the Deployment's template is admitted
@@ -140,6 +164,33 @@ def test_manifests_pass_server_validation_and_restricted_pod_security(
     assert "would violate PodSecurity" in out.stderr, out
 
 
+class PodAccounts:
+    """Records the ServiceAccount of every Pod created in a namespace while it runs."""
+
+    def __init__(self, core: kubernetes.client.CoreV1Api, namespace: str) -> None:
+        self.core, self.namespace = core, namespace
+        self.seen: dict[str, str | None] = {}
+        self.watch = kubernetes.watch.Watch()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        stream = self.watch.stream(
+            self.core.list_namespaced_pod, self.namespace, timeout_seconds=120
+        )
+        # The connection ends when the watch is stopped (or the API server ends it).
+        with contextlib.suppress(urllib3.exceptions.ProtocolError):
+            for event in stream:
+                pod = event["object"]
+                self.seen[pod.metadata.name] = pod.spec.service_account_name
+
+    def __enter__(self) -> "PodAccounts":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.watch.stop()
+
+
 def test_operator_runs_a_batch_with_only_its_service_account_rbac(
     controller_manager: ControlPlane,
     crds: list[str],
@@ -149,8 +200,27 @@ def test_operator_runs_a_batch_with_only_its_service_account_rbac(
     tmp_path: Path,
 ) -> None:
     cp = controller_manager
-    apply(cp, namespaced_install(namespace))
-    token = cp.kubectl("create", "token", SA_NAME, "-n", namespace, "--duration=1h").stdout.strip()
+    core = kubernetes.client.CoreV1Api(api_client)
+    # The operator's own namespace (its ServiceAccount and Lease) and the watched one
+    # (the Batch, its children, Jobs, Pods and Secrets) differ, as in a real install.
+    system_ns = f"{namespace[:50]}-sys"
+    core.create_namespace({"metadata": {"name": system_ns}})
+    try:
+        run_operator_with_chart_rbac(cp, core, system_ns, namespace, kubelet, tmp_path)
+    finally:
+        core.delete_namespace(system_ns, propagation_policy="Background")
+
+
+def run_operator_with_chart_rbac(
+    cp: ControlPlane,
+    core: kubernetes.client.CoreV1Api,
+    system_ns: str,
+    namespace: str,
+    kubelet: FakeKubelet,
+    tmp_path: Path,
+) -> None:
+    apply(cp, chart_install(system_ns, namespace))
+    token = cp.kubectl("create", "token", SA_NAME, "-n", system_ns, "--duration=1h").stdout.strip()
     kubeconfig = tmp_path / "operator-kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -173,19 +243,27 @@ def test_operator_runs_a_batch_with_only_its_service_account_rbac(
     make_video(media / "a.mp4", 1.0)
     make_video(media / "b.mp4", 1.0)
     kubelet.volume_dir("out")
-    core = kubernetes.client.CoreV1Api(api_client)
-    custom: Any = kubernetes.client.CustomObjectsApi(api_client)
+    custom: Any = kubernetes.client.CustomObjectsApi(cp.api_client)
     secret = generate_secret()
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "hook"}, "stringData": {"secret": secret}}
     )
+    chart_env = operator_env(system_ns, namespace)
+    assert chart_env["AUDIOEXTRACT_WORKER_SERVICE_ACCOUNT"] == WORKER_SA
+    # Every setting the chart's Deployment sets (so the operator must accept them all),
+    # and what the Pod would get from the downward API; then what this test needs.
     env = {
+        **chart_env,
         "KUBECONFIG": str(kubeconfig),
+        "POD_NAMESPACE": system_ns,
+        "AUDIOEXTRACT_METRICS_PORT": "0",  # any free port: tests run side by side
+        "AUDIOEXTRACT_RESYNC_SECONDS": "1",  # the TTL below is checked within seconds
         "AUDIOEXTRACT_DEFAULT_DESTINATION": DEST,
         "AUDIOEXTRACT_ALLOW_NETWORKS": "127.0.0.0/8",
     }
     with (
         receiver(secret) as hooks,
+        PodAccounts(core, namespace) as pods,
         OperatorProcess(cp, namespace, env, standalone=False) as op,
     ):
         started = time.monotonic()
@@ -229,13 +307,19 @@ def test_operator_runs_a_batch_with_only_its_service_account_rbac(
             timeout=15,
             what="Batch deleted by ttlSecondsAfterFinished",
         )
-        lease = kubernetes.client.CoordinationV1Api(api_client).read_namespaced_lease(
-            "audio-extract-operator", namespace
+        lease = kubernetes.client.CoordinationV1Api(cp.api_client).read_namespaced_lease(
+            SA_NAME, system_ns
         )
         assert lease.spec.holder_identity, lease
         reasons = {e.reason for e in core.list_namespaced_event(namespace).items}
         assert {"ChildrenCreated", "JobSucceeded"} <= reasons, reasons
+        # The tasks went into Secrets the operator may create, not into the Jobs' env.
+        assert "TaskSecretForbidden" not in reasons, reasons
         assert op.alive(), op.log()[-5000:]
+    # Both worker Pods ran under the worker ServiceAccount, which has no token to mount.
+    assert len(pods.seen) >= 2 and set(pods.seen.values()) == {WORKER_SA}, pods.seen
+    worker_sa = core.read_namespaced_service_account(WORKER_SA, namespace)
+    assert worker_sa.automount_service_account_token is False
     log = op.log()
     assert "acquired lease" in log, log[-5000:]
     for refused in ("403", "Forbidden", "forbidden", "Not enough permissions"):
@@ -245,51 +329,116 @@ def test_operator_runs_a_batch_with_only_its_service_account_rbac(
     assert elapsed < OPERATOR_BOUND_SECONDS
 
 
-def test_operator_rbac_refuses_what_the_operator_must_not_do(
+# What the operator must be able to do in a namespace it serves, and must not.
+def must(ns: str) -> list[tuple[str, ...]]:
+    return [
+        ("list", "batches.audioextract.dev", "-n", ns),
+        ("watch", "extractionjobs.audioextract.dev", "-n", ns),
+        ("create", "extractionjobs.audioextract.dev", "-n", ns),
+        ("patch", "batches.audioextract.dev", "--subresource=status", "-n", ns),
+        ("patch", "extractionjobs.audioextract.dev", "--subresource=status", "-n", ns),
+        ("delete", "batches.audioextract.dev", "-n", ns),
+        ("create", "jobs.batch", "-n", ns),
+        ("delete", "jobs.batch", "-n", ns),
+        ("list", "pods", "-n", ns),
+        ("watch", "pods", "-n", ns),
+        ("get", "secrets", "-n", ns),
+        ("create", "secrets", "-n", ns),  # the task Secret of each run
+        ("create", "events", "-n", ns),
+    ]
+
+
+def must_not(ns: str) -> list[tuple[str, ...]]:
+    return [
+        ("create", "pods", "-n", ns),
+        ("delete", "pods", "-n", ns),
+        ("list", "secrets", "-n", ns),
+        ("update", "secrets", "-n", ns),
+        ("delete", "secrets", "-n", ns),
+        ("create", "batches.audioextract.dev", "-n", ns),
+        ("patch", "batches.audioextract.dev", "-n", ns),  # the spec is the user's
+        ("update", "jobs.batch", "-n", ns),
+        ("update", "leases.coordination.k8s.io", "-n", ns),
+        ("create", "rolebindings.rbac.authorization.k8s.io", "-n", ns),
+        ("get", "configmaps", "-n", ns),
+    ]
+
+
+# Never, in either mode.
+NEVER = [
+    ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
+    ("update", "leases.coordination.k8s.io/other-lease", "-n", SYSTEM_NS),
+    ("delete", "namespaces", "-A"),
+    ("list", "namespaces"),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+]
+LEASE_RULES = [
+    ("create", "leases.coordination.k8s.io", "-n", SYSTEM_NS),
+    ("get", LEASE, "-n", SYSTEM_NS),
+    ("update", LEASE, "-n", SYSTEM_NS),
+]
+
+
+def denied(cp: ControlPlane, checks: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    return [c for c in checks if not can_i(cp, OPERATOR_SA, *c)]
+
+
+def granted(cp: ControlPlane, checks: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    return [c for c in checks if can_i(cp, OPERATOR_SA, *c)]
+
+
+def test_all_namespaces_install_grants_the_operator_rules_cluster_wide(
     control_plane: ControlPlane, crds: list[str], system_namespace: str, namespace: str
 ) -> None:
     cp = control_plane
-    # The all-namespaces install as shipped.
-    cp.kubectl("apply", "-f", str(DEPLOY / "serviceaccount.yaml"), "-f", str(DEPLOY / "rbac.yaml"))
-    sa = OPERATOR_SA
-    allowed = [
-        ("list", "batches.audioextract.dev", "-A"),
-        ("watch", "extractionjobs.audioextract.dev", "-A"),
-        ("create", "extractionjobs.audioextract.dev", "-n", namespace),
-        ("patch", "batches.audioextract.dev", "--subresource=status", "-n", namespace),
-        ("delete", "batches.audioextract.dev", "-n", namespace),
-        ("create", "jobs.batch", "-n", namespace),
-        ("list", "pods", "-n", namespace),
-        ("get", "secrets", "-n", namespace),
-        ("create", "events", "-n", namespace),
-        ("update", "leases.coordination.k8s.io", "-n", system_namespace),
-    ]
-    refused = [
-        ("create", "pods", "-n", namespace),
-        ("delete", "pods", "-n", namespace),
-        ("list", "secrets", "-n", namespace),
-        ("create", "batches.audioextract.dev", "-n", namespace),
-        ("patch", "batches.audioextract.dev", "-n", namespace),  # the spec is the user's
-        ("update", "jobs.batch", "-n", namespace),
-        ("update", "leases.coordination.k8s.io", "-n", namespace),
-        ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
-        ("delete", "namespaces", "-A"),
-        ("update", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
-        ("create", "rolebindings.rbac.authorization.k8s.io", "-n", namespace),
-        ("get", "configmaps", "-n", namespace),
-    ]
-    assert [a for a in allowed if not can_i(cp, sa, *a)] == []
-    assert [r for r in refused if can_i(cp, sa, *r)] == []
+    files = ("-f", str(DEPLOY / "serviceaccount.yaml"), "-f", str(DEPLOY / "rbac.yaml"))
+    cp.kubectl("apply", *files)
+    try:
+        assert denied(cp, [*must(namespace), *must("default"), *LEASE_RULES]) == []
+        assert denied(cp, [("list", "batches.audioextract.dev", "-A")]) == []
+        assert granted(cp, [*must_not(namespace), *NEVER]) == []
+    finally:
+        cp.kubectl("delete", "-f", str(DEPLOY / "rbac.yaml"))
 
-    # A namespaced install: the ClusterRole bound in one namespace reaches nothing else.
-    apply(cp, namespaced_install(namespace))
-    local = f"system:serviceaccount:{namespace}:{SA_NAME}"
-    assert can_i(cp, local, "get", "secrets", "-n", namespace)
-    assert can_i(cp, local, "update", "leases.coordination.k8s.io", "-n", namespace)
-    assert not can_i(cp, local, "get", "secrets", "-n", system_namespace)
-    assert not can_i(cp, local, "get", "secrets", "-n", "kube-system")
-    assert not can_i(cp, local, "list", "batches.audioextract.dev", "-A")
-    assert not can_i(cp, local, "create", "jobs.batch", "-n", system_namespace)
+
+def test_namespaced_install_grants_roles_in_the_listed_namespaces_only(
+    control_plane: ControlPlane,
+    crds: list[str],
+    system_namespace: str,
+    team_namespaces: tuple[str, ...],
+    namespace: str,
+) -> None:
+    cp = control_plane
+    rbac = load(NAMESPACED / "rbac.yaml")
+    assert {d["kind"] for d in rbac} == {"Role", "RoleBinding", "ClusterRole"}
+    # The only ClusterRoles are the aggregated ones for people, bound to nobody here.
+    assert {d["metadata"]["name"] for d in rbac if d["kind"] == "ClusterRole"} == {
+        "audio-extract-operator-view",
+        "audio-extract-operator-edit",
+    }
+    files = ("-f", str(NAMESPACED / "serviceaccount.yaml"), "-f", str(NAMESPACED / "rbac.yaml"))
+    cp.kubectl("apply", *files)
+    try:
+        served = [c for team in team_namespaces for c in must(team)]
+        assert denied(cp, [*served, *LEASE_RULES]) == []
+        # Nothing in a namespace it does not serve, nothing cluster-wide.
+        elsewhere = [*must(namespace), *must("kube-system"), *must(SYSTEM_NS)]
+        cluster_wide = [
+            ("list", "batches.audioextract.dev", "-A"),
+            ("watch", "jobs.batch", "-A"),
+            ("list", "pods", "-A"),
+            ("get", "secrets", "-A"),
+        ]
+        not_allowed = [*must_not(team_namespaces[0]), *NEVER]
+        assert granted(cp, [*elsewhere, *cluster_wide, *not_allowed]) == []
+        for team in team_namespaces:
+            worker = kubernetes.client.CoreV1Api(cp.api_client).read_namespaced_service_account(
+                WORKER_SA, team
+            )
+            assert worker.automount_service_account_token is False
+    finally:
+        cp.kubectl("delete", "-f", str(NAMESPACED / "rbac.yaml"))
 
 
 def test_users_get_batches_through_the_built_in_view_and_edit_roles(
@@ -297,10 +446,14 @@ def test_users_get_batches_through_the_built_in_view_and_edit_roles(
 ) -> None:
     cp = control_plane
     (view,) = [
-        d for d in load(DEPLOY / "rbac.yaml") if d["metadata"]["name"] == "audio-extract-view"
+        d
+        for d in load(DEPLOY / "rbac.yaml")
+        if d["metadata"]["name"] == "audio-extract-operator-view"
     ]
     (edit,) = [
-        d for d in load(DEPLOY / "rbac.yaml") if d["metadata"]["name"] == "audio-extract-edit"
+        d
+        for d in load(DEPLOY / "rbac.yaml")
+        if d["metadata"]["name"] == "audio-extract-operator-edit"
     ]
     apply(cp, [view, edit])
     cp.kubectl(

@@ -55,6 +55,15 @@ def test_restricted_security():
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
+def test_worker_service_account_only_when_configured():
+    source = {"source": {"volume": {"claimName": "in", "path": "a.mp4"}}}
+    assert "serviceAccountName" not in build(source)["spec"]["template"]["spec"]
+    named = WorkerConfig(image="worker:1", service_account="audio-extract-worker")
+    pod = build(source, config=named)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "audio-extract-worker"
+    assert pod["automountServiceAccountToken"] is False
+
+
 def test_volumes_task_and_env():
     m = build({"source": {"volume": {"claimName": "in", "path": "a.mp4"}}})
     c = container(m)

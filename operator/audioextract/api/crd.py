@@ -20,6 +20,9 @@ from audioextract.api.spec import BatchSpec, ExtractionJobSpec
 from audioextract.api.status import BatchStatus, ExtractionJobStatus
 
 HEADER = "# Generated from operator/audioextract/api by `audio-extract crds --write crds`. Do not edit.\n"
+# Where the CRDs are checked in: for `kubectl apply`, and the Helm chart's copy
+# (templates/crds.yaml installs it). Both are written and checked by default.
+CRD_DIRS = (Path("crds"), Path("charts/audio-extract-operator/files/crds"))
 Schema = dict[str, Any]
 
 # Keywords a structural schema does not allow (or that mean nothing to Kubernetes).
@@ -215,38 +218,46 @@ def check(directory: Path) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``audio-extract crds``."""
+    dirs = " and ".join(str(d) for d in CRD_DIRS)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", metavar="DIR", type=Path, help="write the CRDs into DIR")
+    group.add_argument(
+        "--write",
+        metavar="DIR",
+        type=Path,
+        nargs="*",
+        help=f"write the CRDs into each DIR (default: {dirs})",
+    )
     group.add_argument(
         "--check",
-        nargs="?",
-        const=Path("crds"),
-        type=Path,
         metavar="DIR",
-        help="exit 1 when DIR (default: crds) differs from the models",
+        type=Path,
+        nargs="*",
+        help=f"exit 1 when a DIR differs from the models (default: {dirs})",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print, write or check the CRDs."""
     if args.check is not None:
-        stale = check(args.check)
+        stale = [path for directory in args.check or CRD_DIRS for path in check(directory)]
         for path in stale:
             print(
-                f"{path}: differs from the models; run `audio-extract crds --write {args.check}`",
+                f"{path}: differs from the models; run `make crds` "
+                f"(audio-extract crds --write {Path(path).parent})",
                 file=sys.stderr,
             )
         return 1 if stale else 0
     if args.write is not None:
-        try:
-            args.write.mkdir(parents=True, exist_ok=True)
-            for name, crd in all_crds().items():
-                (args.write / name).write_text(render(crd))
-                print(args.write / name)
-        except OSError as exc:
-            # A bad flag exits 2 naming it, as every command does (docs/local.md).
-            print(f"error: --write {args.write}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+        for directory in args.write or CRD_DIRS:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                for name, crd in all_crds().items():
+                    (directory / name).write_text(render(crd))
+                    print(directory / name)
+            except OSError as exc:
+                # A bad flag exits 2 naming it, as every command does (docs/local.md).
+                print(f"error: --write {directory}: {exc.strerror or exc}", file=sys.stderr)
+                return 2
         return 0
     sys.stdout.write("---\n".join(render(crd) for crd in all_crds().values()))
     return 0

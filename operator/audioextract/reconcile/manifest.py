@@ -80,6 +80,9 @@ class WorkerConfig:
     s3_credentials_secret: str | None = None
     s3_endpoint: str | None = None
     s3_region: str | None = None
+    # The worker Pods' ServiceAccount (one without a token, created by the chart);
+    # None: the namespace's default. The Pod never mounts a token either way.
+    service_account: str | None = None
     bounds: ResourceBounds = field(default_factory=ResourceBounds)
 
 
@@ -313,6 +316,9 @@ def job_manifest(
             "metadata": {"labels": labels},
             "spec": {
                 "restartPolicy": "Never",
+                **(
+                    {"serviceAccountName": config.service_account} if config.service_account else {}
+                ),
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
                 "securityContext": {

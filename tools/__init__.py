@@ -1,0 +1,1 @@
+"""Developer tools: files generated from the Helm chart (tools/chart.py)."""
