@@ -16,7 +16,7 @@ OPERATOR_IMAGE ?= audio-extract-operator:$(VERSION)
 IMAGE_ARGS = --build-arg VERSION=$(VERSION) \
   --build-arg REVISION=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-failover bench-operator demo e2e images test-images
+.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-local bench-aac bench-failover bench-operator demo e2e images test-images
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -69,9 +69,17 @@ crds-check: venv
 deploy: venv
 	$(BIN)/python -m tools.chart --write
 
-# Worker vs bare ffmpeg on a generated 10-minute 720p video (BENCH_ARGS="--minutes 2" for a quick run).
+# Worker vs bare ffmpeg on a 10-minute realistic source (BENCH_ARGS=--quick: about a minute).
 bench-worker: venv
 	$(BIN)/python bench/worker.py $(BENCH_ARGS)
+
+# The local runner vs the same ffmpeg commands under xargs -P (BENCH_ARGS=--quick: about a minute).
+bench-local: venv
+	$(BIN)/python bench/local.py $(BENCH_ARGS)
+
+# AAC coders: speed and null-test SNR on speech, music and noise (docs/performance.md).
+bench-aac: venv
+	$(BIN)/python bench/aac_coder.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache demo-out

@@ -1,30 +1,40 @@
-"""Worker benchmark: the worker against the bare ffmpeg command it builds.
+"""Worker benchmark: the worker against the bare ffmpeg command it builds, on realistic audio.
 
-    make bench-worker                      # 10-minute 720p source
-    .venv/bin/python bench/worker.py --minutes 2 --formats mp3,flac
+    make bench-worker                          # 10-minute mixed source, best of 3
+    .venv/bin/python bench/worker.py --quick   # about a minute
 
-For each format it runs, on the same cached source:
+Part 1, overhead: on one source (1280x720 H.264 test pattern with the ``mixed`` content
+of bench/content.py — speech, music and noise in equal parts — as AAC 128 kb/s), per
+format, alternately (the order flipped every round) and best of ``--repeat`` each:
   * bare ffmpeg: exactly the encode command the worker builds (same inputs/options);
-  * the worker: `python -m audioextract worker` end to end (start-up, probe, encode,
-    ffprobe of the output, sha256, atomic copy to a volume directory).
-Reported: wall times, overhead ratio (worker / bare ffmpeg) and realtime factor
-(media seconds / wall second); plus stream copy against a forced transcode.
+  * the worker: ``python -m audioextract worker`` end to end, as the Job's container
+    runs it (start-up, source probe, encode, output probe, sha256, atomic copy to a
+    volume directory).
+Reported: wall times, worker / bare ffmpeg, the fixed cost (worker - bare), the
+realtime factor, the CPU seconds of each; plus stream copy against the mp3 transcode.
+
+Part 2, content: the worker's realtime factor per format on speech, music and noise
+sources of their own (``--content-seconds`` each).
 """
 
 import argparse
 import json
 import os
-import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from audioextract.api.spec import Output
 from audioextract.worker import loudness
 from audioextract.worker.command import (
     DEMUXERS,
+    FORMATS,
     AudioInfo,
     InputSpec,
     build_command,
@@ -33,58 +43,12 @@ from audioextract.worker.command import (
     parse_ebur128,
     plan_encode,
 )
+from bench import content, report
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / ".cache" / "bench"
-FORMATS = ["mp3", "aac", "m4a", "opus", "ogg", "flac", "wav", "alac"]
-
-
-def source_video(minutes: float) -> Path:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"video-{minutes:g}min-720p.mp4"
-    if not path.exists():
-        seconds = int(minutes * 60)
-        print(f"generating {path} ({seconds} s, 1280x720) ...", file=sys.stderr)
-        tmp = path.with_suffix(".partial.mp4")
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc=size=1280x720:rate=25:duration={seconds}",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-                "-filter_complex",
-                "[1:a]volume=0.5,aformat=channel_layouts=stereo[a]",
-                "-map",
-                "0:v",
-                "-map",
-                "[a]",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-crf",
-                "28",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "128k",
-                "-movflags",
-                "+faststart",
-                str(tmp),
-            ],
-            check=True,
-        )
-        tmp.rename(path)
-    return path
+ALL_FORMATS = ["mp3", "aac", "m4a", "opus", "ogg", "flac", "wav", "alac"]
+QUICK_FORMATS = ["mp3", "aac", "opus", "flac", "wav"]
+COPY = "m4a (stream copy)"
+NORMALIZE = "mp3 + normalize"
 
 
 def probe_audio(path: Path) -> tuple[AudioInfo, float]:
@@ -118,17 +82,19 @@ def probe_audio(path: Path) -> tuple[AudioInfo, float]:
     return info, duration
 
 
-def timed(args: list[str], env: dict[str, str] | None = None) -> float:
-    start = time.perf_counter()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
-def bare_ffmpeg(src: Path, info: AudioInfo, output: dict[str, object], out: Path) -> float:
+def bare_ffmpeg(
+    src: Path, info: AudioInfo, output: dict[str, object], out: Path
+) -> tuple[float, float]:
+    """Wall and CPU seconds of the worker's own ffmpeg command(s), run directly."""
     out_model = Output.model_validate(output)
     plan = plan_encode(out_model, info)
     inp = InputSpec(f"file:{src}", {"protocol_whitelist": "file", "format_whitelist": DEMUXERS})
-    start = time.perf_counter()
+    cpu, start = _cpu(), time.perf_counter()
     audio_filter = None
     if out_model.normalize:
         # The worker's passes: ebur128 measurement, then the linear gain (plus limiter).
@@ -142,12 +108,17 @@ def bare_ffmpeg(src: Path, info: AudioInfo, output: dict[str, object], out: Path
         assert m is not None
         gain = loudness.plan_gain(loudness_targets(out_model), m, lossy=plan.lossy)
         audio_filter = loudness.gain_filter(gain, plan.sample_rate or info.sample_rate)
-    # Same command as the worker's, progress pipe included.
-    timed(build_command(inp, plan, str(out), audio_filter=audio_filter, tags=out_model.tags))
-    return time.perf_counter() - start
+    subprocess.run(
+        build_command(inp, plan, str(out), audio_filter=audio_filter, tags=out_model.tags),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start, _cpu() - cpu
 
 
-def worker(src: Path, output: dict[str, object], work: Path, name: str) -> float:
+def worker(src: Path, output: dict[str, object], work: Path, name: str) -> tuple[float, float]:
+    """Wall and CPU seconds of ``python -m audioextract worker`` for one task."""
     out_dir = work / "out"
     out_dir.mkdir(exist_ok=True)
     task = {
@@ -159,7 +130,8 @@ def worker(src: Path, output: dict[str, object], work: Path, name: str) -> float
     task_file = work / "task.json"
     task_file.write_text(json.dumps(task))
     env = {**os.environ, "AUDIOEXTRACT_TEMP_DIR": str(work / "tmp")}
-    return timed(
+    cpu, start = _cpu(), time.perf_counter()
+    subprocess.run(
         [
             sys.executable,
             "-m",
@@ -174,115 +146,216 @@ def worker(src: Path, output: dict[str, object], work: Path, name: str) -> float
             "--volume",
             f"out={out_dir}",
         ],
-        env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
+    return time.perf_counter() - start, _cpu() - cpu
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.1f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    ffmpeg_version = subprocess.run(
-        ["ffmpeg", "-version"], capture_output=True, text=True
-    ).stdout.split("\n")[0]
-    python = platform.python_version()
-    system = platform.platform()
-    return f"{cpu}, {os.cpu_count()} CPUs{mem}; {system}; Python {python}; {ffmpeg_version}"
+def cases(formats: list[str], normalize: bool) -> list[tuple[str, dict[str, object]]]:
+    """(label, output) per case: every format, a stream copy, optionally normalize."""
+    result: list[tuple[str, dict[str, object]]] = []
+    for fmt in formats:
+        output: dict[str, object] = {"format": fmt}
+        if fmt in ("aac", "m4a"):
+            # The source is AAC: without a bitrate this would be a stream copy.
+            output["bitrate"] = "192k"
+        result.append((fmt, output))
+    result.append((COPY, {"format": "m4a"}))
+    if normalize:
+        result.append((NORMALIZE, {"format": "mp3", "normalize": True}))
+    return result
+
+
+def compare(
+    src: Path,
+    info: AudioInfo,
+    duration: float,
+    label: str,
+    output: dict[str, object],
+    work: Path,
+    repeat: int,
+    meter: report.LoadMeter,
+) -> dict[str, Any]:
+    """Bare ffmpeg and the worker alternately, best of ``repeat`` each."""
+    ext = FORMATS[Output.model_validate(output).format].extension  # type: ignore[index]
+    bare_runs: list[tuple[float, float]] = []
+    worker_runs: list[tuple[float, float]] = []
+    for i in range(repeat):
+        sides = ["bare", "worker"] if i % 2 == 0 else ["worker", "bare"]
+        for side in sides:
+            meter.sample()
+            if side == "bare":
+                bare_runs.append(bare_ffmpeg(src, info, output, work / f"bare{ext}"))
+            else:
+                worker_runs.append(worker(src, output, work, f"w{i}"))
+    bare, wk = min(bare_runs), min(worker_runs)
+    result = json.loads((work / "result.json").read_text())
+    return {
+        "case": label,
+        "bare_s": bare[0],
+        "worker_s": wk[0],
+        "overhead": wk[0] / bare[0],
+        "fixed_cost_s": wk[0] - bare[0],
+        "realtime_x": duration / wk[0],
+        "bare_cpu_s": bare[1],
+        "worker_cpu_s": wk[1],
+        "stream_copied": result.get("streamCopied"),
+        "size_mb": result.get("sizeBytes", 0) / 1e6,
+        "bare_runs": bare_runs,
+        "worker_runs": worker_runs,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--minutes", type=float, default=10.0, help="source length (default 10)")
-    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats")
+    parser.add_argument("--seconds", type=float, default=600, help="overhead source length")
+    parser.add_argument("--content-seconds", type=float, default=120, help="per-content sources")
+    parser.add_argument("--formats", default=",".join(ALL_FORMATS), help="comma-separated")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best counts")
+    parser.add_argument("--normalize", action="store_true", help="add the mp3 + normalize case")
+    parser.add_argument("--quick", action="store_true", help="about a minute: 30 s sources")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="runs per measurement; the fastest counts"
+        "--part",
+        choices=["all", "overhead", "content"],
+        default="all",
+        help="run one part only (the other's figures come from bench/results/worker.json)",
     )
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
     args = parser.parse_args()
+    formats = args.formats.split(",")
+    if args.quick:
+        args.seconds, args.content_seconds, args.repeat = 30, 10, 2
+        formats = QUICK_FORMATS
 
-    src = source_video(args.minutes)
+    meter = report.LoadMeter()
+    src = content.video("mixed", args.seconds)
     info, duration = probe_audio(src)
-    print(f"machine: {machine()}")
-    print(
-        f"source: {src.name}, {duration:.0f} s, "
-        f"audio {info.codec} {info.sample_rate} Hz {info.channels} ch\n"
-    )
-    cases: list[tuple[str, dict[str, object]]] = []
-    for fmt in args.formats.split(","):
-        output: dict[str, object] = {"format": fmt}
-        if fmt in ("aac", "m4a"):
-            # The source is AAC: without a bitrate this would be a stream copy.
-            output["bitrate"] = "192k"
-        cases.append((fmt, output))
-    cases.append(("m4a (stream copy)", {"format": "m4a"}))
-    cases.append(("mp3 + normalize", {"format": "mp3", "normalize": True}))
-
+    print(f"machine: {report.machine()}")
+    print(f"source: {src.name}, {duration:.0f} s, audio {info.codec} {info.sample_rate} Hz\n")
     rows = []
+    per_content = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         work = Path(tmp)
-        for label, output in cases:
-            fmt = str(output["format"])
-            ext = {"alac": "m4a", "aac": "aac", "opus": "opus", "ogg": "ogg"}.get(fmt, fmt)
-            bare_times, worker_times = [], []
-            for i in range(args.repeat):
-                # Alternate the order so that neither side always runs on a warm cache.
-                if i % 2 == 0:
-                    bare_times.append(bare_ffmpeg(src, info, output, work / f"bare.{ext}"))
-                    worker_times.append(worker(src, output, work, f"w{i}"))
-                else:
-                    worker_times.append(worker(src, output, work, f"w{i}"))
-                    bare_times.append(bare_ffmpeg(src, info, output, work / f"bare.{ext}"))
-            bare, wk = min(bare_times), min(worker_times)
-            result = json.loads((work / "result.json").read_text())
-            rows.append(
-                {
-                    "case": label,
-                    "bare_s": bare,
-                    "worker_s": wk,
-                    "overhead": wk / bare if bare == bare else None,
-                    "realtime_x": duration / wk,
-                    "stream_copied": result.get("streamCopied"),
-                    "size_mb": result.get("sizeBytes", 0) / 1e6,
-                }
-            )
-            r = rows[-1]
+        for label, output in cases(formats, args.normalize) if args.part != "content" else ():
+            r = compare(src, info, duration, label, output, work, args.repeat, meter)
+            rows.append(r)
             print(
-                f"{label:20s} bare {bare:7.2f} s  worker {wk:7.2f} s  "
-                f"overhead {'' if r['overhead'] is None else format(r['overhead'], '.3f')}  "
+                f"{label:20s} bare {r['bare_s']:7.2f} s  worker {r['worker_s']:7.2f} s  "
+                f"ratio {r['overhead']:.3f}  fixed {r['fixed_cost_s']:+.2f} s  "
                 f"realtime {r['realtime_x']:.0f}x",
                 flush=True,
             )
-
-    print(
-        "\n| Case | Bare ffmpeg (s) | Worker (s) | Worker / ffmpeg "
-        "| Realtime factor (worker) | Stream copy | Output MB |"
-    )
-    print("|---|---:|---:|---:|---:|:---:|---:|")
-    for r in rows:
-        ratio = "—" if r["overhead"] is None else f"{r['overhead']:.3f}"
-        bare = "—" if r["bare_s"] != r["bare_s"] else f"{r['bare_s']:.2f}"
-        print(
-            f"| {r['case']} | {bare} | {r['worker_s']:.2f} | {ratio} | {r['realtime_x']:.0f}x | "
-            f"{'yes' if r['stream_copied'] else 'no'} | {r['size_mb']:.1f} |"
-        )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "worker.json").write_text(
-        json.dumps({"machine": machine(), "duration_s": duration, "rows": rows}, indent=2)
-    )
+        for kind in content.KINDS if args.part in ("all", "content") else ():
+            ksrc = content.video(kind, args.content_seconds)
+            kinfo, kdur = probe_audio(ksrc)
+            for label, output in cases(formats, False):
+                if label == COPY:
+                    continue
+                runs = 1 if args.quick else args.repeat
+                r = compare(ksrc, kinfo, kdur, label, output, work, runs, meter)
+                per_content.append(
+                    {
+                        "content": kind,
+                        "case": label,
+                        "realtime_x": r["realtime_x"],
+                        "bare_realtime_x": kdur / r["bare_s"],
+                    }
+                )
+                print(
+                    f"{kind:7s} {label:10s} realtime: worker {r['realtime_x']:.0f}x, "
+                    f"bare {kdur / r['bare_s']:.0f}x",
+                    flush=True,
+                )
+    meter.sample()
+    run = {
+        "when": report.now(),
+        "args": f"--part {args.part} --seconds {args.seconds:g} "
+        f"--content-seconds {args.content_seconds:g} --repeat {args.repeat}",
+        "load": meter.text(),
+    }
+    parts = {"overhead": run, "content": run}
+    if args.part != "all":
+        # Keep the other part's figures (and when, how, under which load) from before.
+        previous = json.loads((report.RESULTS / "worker.json").read_text())
+        other = "content" if args.part == "overhead" else "overhead"
+        parts[other] = previous["parts"][other]
+        rows = rows or previous["rows"]
+        per_content = per_content or previous["per_content"]
+    data = {
+        "parts": parts,
+        "machine": report.machine(),
+        "source": f"{src.name}: {duration:.0f} s of mixed content (speech, music, noise), "
+        f"AAC {info.sample_rate} Hz stereo under 1280x720 H.264",
+        "rows": rows,
+        "per_content": per_content,
+        "content_seconds": args.content_seconds,
+    }
+    report.save("worker", data)
+    text = render(data)
+    print("\n" + text)
+    if not args.no_docs:
+        report.write_section("worker", text)
     return 0
+
+
+def render(data: dict[str, Any]) -> str:
+    """The docs section."""
+    parts = data["parts"]
+    lines = [
+        f"Machine: {data['machine']}.",
+        "",
+        f"Overhead: measured {parts['overhead']['when']} with "
+        f"`bench/worker.py {parts['overhead']['args']}`; {parts['overhead']['load']}.",
+        f"Source: {data['source']}.",
+        "",
+        "| Case | Bare ffmpeg (s) | Worker (s) | Worker / ffmpeg | Fixed cost (s) "
+        "| Realtime (worker) | CPU s bare / worker | Output MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_case = {}
+    for r in data["rows"]:
+        by_case[r["case"]] = r
+        lines.append(
+            f"| {r['case']} | {r['bare_s']:.2f} | {r['worker_s']:.2f} | {r['overhead']:.3f} | "
+            f"{r['fixed_cost_s']:+.2f} | {r['realtime_x']:.0f}x | "
+            f"{r['bare_cpu_s']:.2f} / {r['worker_cpu_s']:.2f} | {r['size_mb']:.1f} |"
+        )
+    if COPY in by_case and "mp3" in by_case:
+        copy, mp3 = by_case[COPY], by_case["mp3"]
+        lines += [
+            "",
+            f"Stream copy vs mp3 transcode of the same source (worker): {copy['worker_s']:.2f} s "
+            f"vs {mp3['worker_s']:.2f} s wall, {mp3['worker_s'] / copy['worker_s']:.1f}x faster; "
+            f"{copy['worker_cpu_s']:.2f} s vs {mp3['worker_cpu_s']:.2f} s of CPU, "
+            f"{mp3['worker_cpu_s'] / copy['worker_cpu_s']:.1f}x less.",
+        ]
+    if data["per_content"]:
+        cases_ = list(dict.fromkeys(r["case"] for r in data["per_content"]))
+        kinds = list(dict.fromkeys(r["content"] for r in data["per_content"]))
+        table = {
+            (r["content"], r["case"]): f"{r['realtime_x']:.0f}x"
+            + (f" ({r['bare_realtime_x']:.0f}x)" if "bare_realtime_x" in r else "")
+            for r in data["per_content"]
+        }
+        lines += [
+            "",
+            f"Per content: measured {parts['content']['when']} with "
+            f"`bench/worker.py {parts['content']['args']}`; {parts['content']['load']}.",
+            "Realtime factor, the worker's (bare ffmpeg's in brackets), on sources of their "
+            f"own of {data.get('content_seconds', '?')} s, same shape (best of the runs):",
+            "",
+            "| Content | " + " | ".join(cases_) + " |",
+            "|---|" + "---:|" * len(cases_),
+        ]
+        for kind in kinds:
+            cells = " | ".join(table[(kind, c)] for c in cases_)
+            lines.append(f"| {kind} | {cells} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

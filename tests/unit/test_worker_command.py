@@ -34,6 +34,7 @@ from tests.support.builders import job_result
 
 AAC = AudioInfo(codec="aac", sample_rate=44100, channels=2, bit_rate=128000)
 FLAC24 = AudioInfo(codec="flac", sample_rate=96000, channels=2, bits=24)
+MP3 = AudioInfo(codec="mp3", sample_rate=44100, channels=2, bit_rate=192000)
 
 
 def out(**kw: object) -> Output:
@@ -94,6 +95,15 @@ def test_presets_and_explicit_bitrate() -> None:
         "vbr": "off",
     }
     assert plan_encode(out(format="ogg", quality="medium"), AAC).options == {"q:a": 5}
+    # Every AAC encode uses the coder chosen on measurements (docs/performance.md).
+    assert plan_encode(out(format="m4a", quality="low"), MP3).options == {
+        "b:a": "96k",
+        "aac_coder": "fast",
+    }
+    assert plan_encode(out(format="aac", bitrate="160k"), MP3).options == {
+        "b:a": "160k",
+        "aac_coder": "fast",
+    }
 
 
 @pytest.mark.parametrize(
@@ -384,3 +394,42 @@ def test_every_layout_lands_on_one_the_format_carries(
     assert CHANNEL_COUNTS[plan.layout] <= wanted or (fmt, plan.layout) == (Format.ALAC, "5.0")
     if plan.layout != layout:
         assert plan.filter is not None
+
+
+def test_argument_lists_are_exactly_those_ffmpeg_python_built() -> None:
+    # The lists the worker ran while it built them with ffmpeg-python (input options
+    # sorted, -map, -f first, then the output options sorted): unchanged without it.
+    inp = InputSpec(
+        "http://127.0.0.1:1/t",
+        {"protocol_whitelist": "http,tcp", "rw_timeout": 40000000, "max_redirects": 0},
+        audio_track=2,
+        start=1.5,
+        duration=3,
+    )
+    output = out(format="flac", sampleRate=48000, channels=1, tags={"title": "T", "artist": "A"})
+    args = build_command(
+        inp,
+        plan_encode(output, AAC),
+        "/tmp/o.flac",
+        audio_filter="loudnorm=I=-23",
+        tags=output.tags,
+    )
+    assert args == [
+        *("ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y"),
+        *("-progress", "pipe:1", "-max_redirects", "0", "-protocol_whitelist", "http,tcp"),
+        *("-rw_timeout", "40000000", "-ss", "1.500", "-t", "3.000"),
+        *("-i", "http://127.0.0.1:1/t", "-map", "0:a:2", "-f", "flac"),
+        *("-af", "aformat=channel_layouts=mono,loudnorm=I=-23", "-ar", "48000"),
+        *("-c:a", "flac", "-dn", "-map_chapters", "-1", "-map_metadata", "-1"),
+        *("-metadata:g:0", "artist=A", "-metadata:g:1", "title=T", "-sample_fmt", "s16"),
+        *("-sn", "-vn", "/tmp/o.flac"),
+    ]
+    measure = build_measure_command(
+        InputSpec("file:/x", {"protocol_whitelist": "file"}), audio_filter="volume=2"
+    )
+    assert measure == [
+        *("ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", "-y"),
+        *("-progress", "pipe:1", "-protocol_whitelist", "file", "-i", "file:/x"),
+        *("-map", "0:a:0", "-f", "null"),
+        *("-af", "volume=2,ebur128=peak=true:framelog=verbose", "-dn", "-sn", "-vn", "-"),
+    ]

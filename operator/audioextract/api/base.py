@@ -34,6 +34,9 @@ class Model(BaseModel):
         extra="forbid",
         use_enum_values=True,
         validate_default=False,
+        # Validators are built on first use: a worker validates one Task and never
+        # pays for the Batch, ExtractionJob and status models it does not use.
+        defer_build=True,
         # JSON allows Infinity and NaN in Python's parser; no field here means them.
         allow_inf_nan=False,
     )

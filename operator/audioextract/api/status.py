@@ -255,4 +255,5 @@ class BatchStatus(Model):
     )
 
 
-ExtractionJobStatus.model_rebuild()
+# No explicit model_rebuild(): models are built on first use (defer_build in Model),
+# when the forward reference to WebhookStatus resolves by itself.

@@ -1,4 +1,4 @@
-"""One attempt of one job: the worker as a subprocess, exactly as the image runs it.
+"""One attempt of one job: the worker in its own process, as the image runs it.
 
 The worker gets its task as a file, writes its result JSON to a file (the
 termination message in a Pod) and logs JSON lines on stderr, which are passed to
@@ -23,6 +23,7 @@ from typing import Any
 from audioextract.api.constants import ErrorCode
 from audioextract.api.errors import EXIT_OK, PERMANENT_EXIT_CODES, error_for_exit_code
 from audioextract.api.status import JobError, JobResult
+from audioextract.local.pool import Pool, PoolChild, PoolError
 from audioextract.reconcile.observe import make_error, parse_message
 from audioextract.worker.settings import PROGRESS_INTERVAL_ENV
 
@@ -82,14 +83,18 @@ class Invocation:
     timeout: float
 
 
-def command(inv: Invocation) -> list[str]:
-    """The worker's command line: this interpreter's ``audioextract worker``."""
-    args = [sys.executable, "-m", "audioextract", "worker"]
-    args += ["--task", str(inv.task_file), "--result", str(inv.result_file)]
+def worker_args(inv: Invocation) -> list[str]:
+    """The arguments of ``audio-extract`` that run this attempt's worker."""
+    args = ["worker", "--task", str(inv.task_file), "--result", str(inv.result_file)]
     args += ["--temp-dir", str(inv.temp_dir)]
     for name, directory in sorted(inv.volumes.items()):
         args += ["--volume", f"{name}={directory}"]
     return args
+
+
+def command(inv: Invocation) -> list[str]:
+    """The worker's command line in a fresh interpreter: this one's ``audioextract worker``."""
+    return [sys.executable, "-m", "audioextract", *worker_args(inv)]
 
 
 def environment() -> dict[str, str]:
@@ -119,7 +124,7 @@ async def _read_logs(stream: asyncio.StreamReader, on_log: LogCallback, tail: de
             tail.append(line)
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
+async def _stop(proc: "asyncio.subprocess.Process | PoolChild") -> None:
     """SIGTERM, then SIGKILL after the grace period."""
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGTERM)
@@ -131,11 +136,11 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def run_attempt(inv: Invocation, on_log: LogCallback, cancel: asyncio.Event) -> Outcome:
-    """Run the worker once; returns its result or error (never raises for a worker failure)."""
-    inv.result_file.unlink(missing_ok=True)
-    inv.temp_dir.mkdir(parents=True, exist_ok=True)
-    proc = await asyncio.create_subprocess_exec(
+async def _start(inv: Invocation, pool: Pool | None) -> "asyncio.subprocess.Process | PoolChild":
+    if pool is not None:
+        # A fork of the warm pool server: the same worker without interpreter start-up.
+        return await pool.spawn(worker_args(inv), environment(), str(Path.cwd()))
+    return await asyncio.create_subprocess_exec(
         *command(inv),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
@@ -146,6 +151,24 @@ async def run_attempt(inv: Invocation, on_log: LogCallback, cancel: asyncio.Even
         # then stops each worker with SIGTERM, as the kubelet does.
         start_new_session=True,
     )
+
+
+async def run_attempt(
+    inv: Invocation, on_log: LogCallback, cancel: asyncio.Event, pool: Pool | None = None
+) -> Outcome:
+    """Run the worker once; returns its result or error (never raises for a worker failure).
+
+    With ``pool`` the worker is a child of the warm pool server (:mod:`.pool`), else a
+    fresh interpreter; either way its own process, stopped and judged the same way.
+    """
+    inv.result_file.unlink(missing_ok=True)
+    inv.temp_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = await _start(inv, pool)
+    except PoolError:
+        # No pool on this system, or it died while starting this attempt: the attempt
+        # runs in a fresh interpreter instead, as it would without a pool.
+        proc = await _start(inv, None)
     assert proc.stderr is not None
     tail: deque[str] = deque(maxlen=STDERR_TAIL)
     reader = asyncio.create_task(_read_logs(proc.stderr, on_log, tail))
@@ -168,6 +191,9 @@ async def run_attempt(inv: Invocation, on_log: LogCallback, cancel: asyncio.Even
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         await proc.wait()
+        if isinstance(proc, PoolChild):
+            # A worker that died abruptly may leave its ffmpeg behind: end its group.
+            proc.end_group()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(reader, 5)
     return _outcome(proc.returncode, _read_result(inv.result_file), stopped, tail, inv.timeout)

@@ -67,6 +67,7 @@ class Hooks:
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._failures: list[DeliveryOutcome] = []
 
     def _outcome(self, outcome: DeliveryOutcome) -> None:
@@ -93,7 +94,7 @@ class Hooks:
         self._task = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 report = await self.dispatcher.deliver_pending(
@@ -106,17 +107,29 @@ class Hooks:
             else:
                 self.status = report.status
                 next_in = report.next_attempt_in
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), next_in)
 
     async def drain(self, seconds: float) -> DrainReport:
         """Stop the loop, then deliver what is still owed, for at most ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Let a delivery in flight finish and record its outcome: cancelling it
+            # after the receiver got the request would send the same event again.
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), seconds)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         owed = self.owed()
         timed_out = False
+        seconds = max(0.0, deadline - loop.time())
 
         def persist(status: WebhookStatus) -> None:
             self.status = status

@@ -17,6 +17,7 @@ from audioextract.api.status import BatchStatus, ExtractionJobStatus, JobError
 from audioextract.local import attempt
 from audioextract.local.hooks import DrainReport, Hooks
 from audioextract.local.plan import Plan
+from audioextract.local.pool import PRELOAD, Pool
 from audioextract.local.state import (
     JobState,
     batch_status,
@@ -37,8 +38,22 @@ from audioextract.webhooks.events import Event, Snapshot
 # would only slow a local run down.
 RETRY_DELAY_SECONDS = 1.0
 RETRY_DELAY_MAX_SECONDS = 30.0
+# The status file is rewritten at most this often while jobs run (and always at the
+# end): a Batch of hundreds of short jobs changes state several times per job, and
+# each write serialises every job's entry (tens of ms as YAML for 250 jobs).
+STATUS_WRITE_INTERVAL_SECONDS = 0.5
 BUDGET_MESSAGE = CANCEL_MESSAGE  # the operator's Batch plan cancels with the same words
 INTERRUPTED_MESSAGE = "not started: the run was interrupted"
+
+
+def pool_preload(plan: Plan) -> tuple[str, ...]:
+    """What the pool server imports before forking: the worker, and boto3 when S3 is used."""
+    uses_s3 = any(
+        (job.task.source.url or "").startswith("s3://")
+        or (job.task.output.destination is not None and job.task.output.destination.s3 is not None)
+        for job in plan.jobs
+    )
+    return (*PRELOAD, "boto3") if uses_s3 else PRELOAD
 
 
 class View(Protocol):
@@ -121,8 +136,12 @@ class Runner:
         self.is_batch = plan.loaded.kind == BATCH_KIND
         self.batch_key = f"{plan.loaded.namespace}/{plan.loaded.name}"
         self.status: BatchStatus | ExtractionJobStatus | None = None
+        self._written_at: float | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self.interrupted = False
         self._cancel: asyncio.Event | None = None
+        # Attempts are forks of one warm worker process (see audioextract.local.pool).
+        self.pool: Pool | None = None
         self.hooks: Hooks | None = None
         webhook = plan.loaded.webhook
         if webhook is not None and webhook_secret is not None:
@@ -141,8 +160,12 @@ class Runner:
         assert self.status is not None
         return webhook_snapshot(self.plan, self.states, self.status)
 
-    def refresh(self) -> BatchStatus | ExtractionJobStatus:
-        """Recompute the status from the jobs, write the status file, wake the webhooks."""
+    def refresh(self, *, final: bool = False) -> BatchStatus | ExtractionJobStatus:
+        """Recompute the status from the jobs, write the status file, wake the webhooks.
+
+        The file is written at once when ``final`` or when the last write is older than
+        STATUS_WRITE_INTERVAL_SECONDS, else shortly after (coalescing bursts).
+        """
         now = now_rfc3339()
         webhook = self.hooks.status if self.hooks is not None else None
         if self.is_batch:
@@ -157,7 +180,7 @@ class Runner:
             status = job_status(self.states[0], previous_job, webhook, now)
         self.status = status
         if self.status_path is not None:
-            write_document(self.status_path, document(self.plan, status))
+            self._write_status(final)
         if self.metrics_path is not None:
             self._count(status, now)
         if self.hooks is not None:
@@ -186,6 +209,30 @@ class Runner:
             # Metrics must never stop the jobs; say so once and stop writing them.
             self.view.message(f"--metrics-file: cannot write {self.metrics_path}: {exc}")
             self.metrics_path = None
+
+    def _write_status(self, final: bool) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        now = loop.time() if loop is not None else 0.0
+        due = self._written_at is None or now - self._written_at >= STATUS_WRITE_INTERVAL_SECONDS
+        if final or loop is None or due:
+            self._flush_status()
+        elif self._write_timer is None:
+            assert self._written_at is not None
+            delay = self._written_at + STATUS_WRITE_INTERVAL_SECONDS - now
+            self._write_timer = loop.call_later(delay, self._flush_status)
+
+    def _flush_status(self) -> None:
+        """Write the current status to the status file now."""
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        assert self.status_path is not None and self.status is not None
+        write_document(self.status_path, document(self.plan, self.status))
+        with contextlib.suppress(RuntimeError):
+            self._written_at = asyncio.get_running_loop().time()
 
     # -- admission ------------------------------------------------------------------
 
@@ -253,6 +300,7 @@ class Runner:
         if self.hooks is not None:
             self.hooks.start()
         running: dict[str, asyncio.Task[None]] = {}
+        self.pool = Pool(pool_preload(self.plan))
         stop_waiter = asyncio.create_task(self._cancel.wait())
         try:
             while True:
@@ -281,14 +329,15 @@ class Runner:
             for task in running.values():
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.pool.close()
         leftover = [s for s in self.states if s.phase == JobPhase.QUEUED]
         if leftover and not self._suspended():
             self._fail_unstarted(leftover, INTERRUPTED_MESSAGE)
-        status = self.refresh()
+        status = self.refresh(final=True)
         report = None
         if self.hooks is not None:
             report = await self.hooks.drain(self.drain_seconds)
-            status = self.refresh()
+            status = self.refresh(final=True)
         return Outcome(status, self.states, self.interrupted, report)
 
     def _suspended(self) -> bool:
@@ -321,7 +370,7 @@ class Runner:
                 timeout=float(job.timeout),
             )
             outcome = await attempt.run_attempt(
-                inv, lambda record: self._on_log(state, record), self._cancel
+                inv, lambda record: self._on_log(state, record), self._cancel, self.pool
             )
             if outcome.result is not None:
                 self._finish(state, JobPhase.SUCCEEDED, result=outcome)

@@ -3,6 +3,7 @@
 import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -571,6 +572,8 @@ def finish(ctx: Context, encoded: Encoded) -> JobResult:
     output = ctx.task.output
     fmt = Format(output.format or Format.MP3)
     write_mp4_freeform(path, muxer_tags(fmt, output.tags or {}).freeform)
+    # The hash runs in a thread while ffprobe reads the output (hashlib releases the GIL).
+    hashing = _Hashing(path)
     data, stderr = process.ffprobe_json(
         f"file:{path}", {"protocol_whitelist": "file"}, ctx.deadline
     )
@@ -587,7 +590,7 @@ def finish(ctx: Context, encoded: Encoded) -> JobResult:
         # only an estimate (ADTS): decode the output to know.
         _, decoded = decode_output(ctx, path, measure=False)
     facts = output_facts(path, fmt, data, decoded)
-    digest = sha256_file(path)
+    digest = hashing.result()
     size = path.stat().st_size
     filename = output_filename(output, ctx.task.name)
     assert output.destination is not None
@@ -630,3 +633,26 @@ def _tag_seconds(value: Any) -> float | None:
 
 _int = as_int
 _float = as_float
+
+
+class _Hashing:
+    """The sha256 of a file (as sha256_file), in a background thread; result() waits."""
+
+    def __init__(self, path: Path) -> None:
+        self._digest = ""
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._digest = sha256_file(path)
+        except OSError as exc:
+            self._error = exc
+
+    def result(self) -> str:
+        """The hex digest; raises the OSError that reading the file raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest

@@ -1,0 +1,103 @@
+"""What every benchmark reports: the machine, its load, raw results and its docs section.
+
+Each benchmark owns one section of docs/performance.md, between
+``<!-- bench-NAME:start -->`` and ``<!-- bench-NAME:end -->``, and rewrites only that.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> str:
+    """CPU, core count, memory, OS, Python and ffmpeg versions."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    ffmpeg_version = subprocess.run(
+        ["ffmpeg", "-version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")[0]
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs{mem}; {platform.platform()}; "
+        f"Python {platform.python_version()}; {ffmpeg_version}"
+    )
+
+
+def load() -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages."""
+    return os.getloadavg()
+
+
+class LoadMeter:
+    """Samples the load average during a run: min, max and mean of the 1-minute figure."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def sample(self) -> None:
+        """Take one sample (call between measurements)."""
+        self.samples.append(load()[0])
+
+    def summary(self) -> dict[str, float]:
+        """min/mean/max of the samples."""
+        s = self.samples or [load()[0]]
+        return {"min": min(s), "mean": sum(s) / len(s), "max": max(s)}
+
+    def text(self) -> str:
+        """One line for the docs."""
+        s = self.summary()
+        return (
+            f"load average (1 min) during the run: {s['min']:.1f}-{s['max']:.1f} "
+            f"(mean {s['mean']:.1f}) on {os.cpu_count()} CPUs"
+        )
+
+
+def now() -> str:
+    """The date and time, UTC, to the minute."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def timed(args: list[str], env: dict[str, str] | None = None) -> float:
+    """Run a command to the end; its wall time in seconds (it must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def save(name: str, data: dict[str, Any]) -> Path:
+    """Raw results as bench/results/NAME.json."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace the text between this benchmark's markers in docs/performance.md."""
+    start, end = f"<!-- bench-{name}:start -->", f"<!-- bench-{name}:end -->"
+    text = DOC.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{DOC}: the markers {start} / {end} are missing")
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    DOC.write_text(f"{head}{start}\n{body.strip()}\n{end}{tail}")
