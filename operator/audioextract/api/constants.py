@@ -44,7 +44,7 @@ class BatchPhase(StrEnum):
 
 
 class ErrorCode(StrEnum):
-    """Stable error codes reported in ``status.error.code`` (documented in docs/errors.md)."""
+    """Stable error codes reported in ``status.error.code`` (documented in docs/api.md, "Error codes")."""
 
     INVALID_SPEC = "InvalidSpec"
     SOURCE_NOT_FOUND = "SourceNotFound"

@@ -110,7 +110,7 @@ class JobResult(Model):
 class JobError(Model):
     """Why a job failed."""
 
-    code: ErrorCode = Field(description="Stable error code (docs/errors.md).")
+    code: ErrorCode = Field(description="Stable error code (docs/api.md, 'Error codes').")
     message: str = Field(max_length=2048, description="What went wrong, for a person.")
     retryable: bool = Field(description="Whether retrying the same job can help.")
 
