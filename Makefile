@@ -69,24 +69,26 @@ crds-check: venv
 deploy: venv
 	$(BIN)/python -m tools.chart --write
 
+# Benchmarks run as modules (python -m bench.NAME): run as a script from bench/, one would
+# import bench/operator.py in place of the standard library's operator module and fail.
 # Worker vs bare ffmpeg on a 10-minute realistic source (BENCH_ARGS=--quick: about a minute).
 bench-worker: venv
-	$(BIN)/python bench/worker.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.worker $(BENCH_ARGS)
 
 # The local runner vs the same ffmpeg commands under xargs -P (BENCH_ARGS=--quick: about a minute).
 bench-local: venv
-	$(BIN)/python bench/local.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.local $(BENCH_ARGS)
 
 # AAC coders: speed and null-test SNR on speech, music and noise (docs/performance.md).
 bench-aac: venv
-	$(BIN)/python bench/aac_coder.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.aac_coder $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache demo-out
 
 # Operator failover (Lease hand-over) on the real control plane; needs KUBEBUILDER_ASSETS or .cache/k8s.
 bench-failover: venv
-	PYTHONPATH=. $(BIN)/python bench/failover.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.failover $(BENCH_ARGS)
 
 # Operator at scale vs a plain 16-thread client on the real control plane (docs/performance.md);
 # BENCH_ARGS=--quick for a run of a minute or two (50 jobs, 500 finished objects).
