@@ -132,19 +132,14 @@ def main() -> int:
         "load": meter.text(),
         "rows": rows,
     }
-    report.save("aac_coder", data)
-    table = render(data)
-    print("\n" + table)
-    if not args.no_docs:
-        report.write_section("aac", table)
+    report.publish("aac_coder", data, render, section="aac", docs=not args.no_docs)
     return 0
 
 
 def render(data: dict[str, Any]) -> str:
     """The docs section: when, where, under which load, and the table."""
     lines = [
-        f"Measured {data['when']} with `bench/aac_coder.py {data['args']}`; {data['load']}.",
-        f"Machine: {data['machine']}.",
+        *report.header("aac_coder.py", data),
         "",
         "| Content | Preset (bitrate) | Coder | Encode (s) | Realtime | SNR (dB) |",
         "|---|---|---|---:|---:|---:|",

@@ -21,13 +21,11 @@ work on a shared machine).
 import argparse
 import json
 import os
-import resource
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -156,17 +154,6 @@ def batch(sources: list[Path], jobs: int) -> dict[str, Any]:
     }
 
 
-def measure(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system, the whole process tree) of a command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(args, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
-
-
 def fresh(directory: Path) -> Path:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
@@ -176,7 +163,9 @@ def fresh(directory: Path) -> Path:
 def run_floor(work: Path, lines: list[str], parallel: int) -> tuple[float, float]:
     fresh(work / "floor-out")
     cmds = str(work / "cmds.txt")
-    wall, cpu = measure(["xargs", "-P", str(parallel), "-L", "1", "-a", cmds, "ffmpeg"], work)
+    wall, cpu = report.measure(
+        ["xargs", "-P", str(parallel), "-L", "1", "-a", cmds, "ffmpeg"], work
+    )
     done = len(list((work / "floor-out").iterdir()))
     if done != len(lines):
         raise SystemExit(f"xargs produced {done} files, not {len(lines)}")
@@ -186,7 +175,7 @@ def run_floor(work: Path, lines: list[str], parallel: int) -> tuple[float, float
 def run_ours(work: Path, media: Path, parallel: int, jobs: int) -> tuple[float, float]:
     out = fresh(work / "out")
     fresh(work / "tmp")
-    result = measure(
+    result = report.measure(
         [
             sys.executable,
             "-m",
@@ -239,16 +228,12 @@ def main() -> int:
         lines = floor_commands(sources, args.jobs, work / "floor-out")
         (work / "cmds.txt").write_text("\n".join(lines) + "\n")
         for n in levels:
-            floors: list[tuple[float, float]] = []
-            ours: list[tuple[float, float]] = []
-            for i in range(args.repeat):
-                order = [("floor", floors), ("ours", ours)]
-                for side, sink in order if i % 2 == 0 else order[::-1]:
-                    meter.sample()
-                    if side == "floor":
-                        sink.append(run_floor(work, lines, n))
-                    else:
-                        sink.append(run_ours(work, media, n, args.jobs))
+            floors, ours = report.alternate(
+                args.repeat,
+                meter,
+                lambda _, n=n: run_floor(work, lines, n),
+                lambda _, n=n: run_ours(work, media, n, args.jobs),
+            )
             floor, our = min(floors), min(ours)
             row = {
                 "parallel": n,
@@ -275,19 +260,14 @@ def main() -> int:
         "load": meter.text(),
         "rows": rows,
     }
-    report.save("local", data)
-    text = render(data)
-    print("\n" + text)
-    if not args.no_docs:
-        report.write_section("local", text)
+    report.publish("local", data, render, docs=not args.no_docs)
     return 0
 
 
 def render(data: dict[str, Any]) -> str:
     """The docs section."""
     lines = [
-        f"Measured {data['when']} with `bench/local.py {data['args']}`; {data['load']}.",
-        f"Machine: {data['machine']}.",
+        *report.header("local.py", data),
         "Content: 0.5 s clips of speech, music and noise (12 clips in turn), each to mp3.",
         "",
         "| --parallel | Jobs | xargs -P ffmpeg (s) | audio-extract run (s) | Ratio | "

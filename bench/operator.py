@@ -60,6 +60,7 @@ from typing import Any
 import kubernetes.client
 from tests.support.controlplane import ControlPlane
 
+from bench import report
 from bench.instant_kubelet import InstantKubelet, fake_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,8 @@ TOKENS = {OP_USER: "bench-operator-token", FLOOR_USER: "bench-floor-token"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 FINAL = {"Succeeded", "PartiallySucceeded", "Failed"}
 THREADS = 16
-MARK_START, MARK_END = "<!-- bench-operator:start -->", "<!-- bench-operator:end -->"
+# The docs section, made at the end of docs/performance.md if its markers are missing.
+HEADING = "Operator at scale (`make bench-operator`)"
 Obj = dict[str, Any]
 
 AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
@@ -643,15 +645,10 @@ def idle(cp: AuditedControlPlane, op: Operator, seconds: float) -> Obj:
 
 
 def machine() -> Obj:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     return {
         "host": platform.node(),
         "cpus": os.cpu_count(),
-        "cpu_model": cpu,
+        "cpu_model": report.cpu_model("unknown"),
         "python": platform.python_version(),
         "kube_apiserver": _version(),
         "loadavg_start": os.getloadavg(),
@@ -778,23 +775,6 @@ def markdown(results: Obj) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "performance.md"
-    doc = path.read_text()
-    section = f"{MARK_START}\n{text}\n{MARK_END}"
-    if MARK_START in doc and MARK_END in doc:
-        head, rest = doc.split(MARK_START, 1)
-        doc = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        doc = (
-            doc.rstrip("\n")
-            + "\n\n## Operator at scale (`make bench-operator`)\n\n"
-            + section
-            + "\n"
-        )
-    path.write_text(doc)
-
-
 def _commit() -> str:
     out = subprocess.run(
         ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
@@ -823,7 +803,7 @@ def main() -> None:
         raw["note"] = args.note or raw.get("note", "")
         text = markdown(raw)
         print(text)
-        write_docs(text)
+        report.write_section("operator", text, heading=HEADING)
         return
     quick = args.quick
     args.jobs = args.jobs or (50 if quick else 1000)
@@ -832,7 +812,7 @@ def main() -> None:
     results: Obj = {
         "mode": "quick" if quick else "full",
         "args": vars(args),
-        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "started": report.now(),
         "machine": machine(),
         "commit": _commit(),
         "note": args.note,
@@ -889,16 +869,14 @@ def main() -> None:
             kubelet.stop()
         results["kubelet"] = {"completed": kubelet.completed, "errors": kubelet.errors[:20]}
     results["loadavg_end"] = os.getloadavg()
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    raw = out_dir / f"operator-{results['mode']}-{stamp}.json"
-    results["raw"] = str(raw.relative_to(ROOT))
-    raw.write_text(json.dumps(results, indent=2) + "\n")
+    name = f"operator-{results['mode']}-{stamp}"
+    results["raw"] = str((report.RESULTS / f"{name}.json").relative_to(ROOT))
+    report.save(name, results)
     text = markdown(results)
     print("\n" + text)
     if not args.no_docs:
-        write_docs(text)
+        report.write_section("operator", text, heading=HEADING)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ sources of their own (``--content-seconds`` each).
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -82,11 +81,6 @@ def probe_audio(path: Path) -> tuple[AudioInfo, float]:
     return info, duration
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def bare_ffmpeg(
     src: Path, info: AudioInfo, output: dict[str, object], out: Path
 ) -> tuple[float, float]:
@@ -94,7 +88,7 @@ def bare_ffmpeg(
     out_model = Output.model_validate(output)
     plan = plan_encode(out_model, info)
     inp = InputSpec(f"file:{src}", {"protocol_whitelist": "file", "format_whitelist": DEMUXERS})
-    cpu, start = _cpu(), time.perf_counter()
+    cpu, start = report.cpu(), time.perf_counter()
     audio_filter = None
     if out_model.normalize:
         # The worker's passes: ebur128 measurement, then the linear gain (plus limiter).
@@ -114,7 +108,7 @@ def bare_ffmpeg(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return time.perf_counter() - start, _cpu() - cpu
+    return time.perf_counter() - start, report.cpu() - cpu
 
 
 def worker(src: Path, output: dict[str, object], work: Path, name: str) -> tuple[float, float]:
@@ -130,8 +124,7 @@ def worker(src: Path, output: dict[str, object], work: Path, name: str) -> tuple
     task_file = work / "task.json"
     task_file.write_text(json.dumps(task))
     env = {**os.environ, "AUDIOEXTRACT_TEMP_DIR": str(work / "tmp")}
-    cpu, start = _cpu(), time.perf_counter()
-    subprocess.run(
+    return report.measure(
         [
             sys.executable,
             "-m",
@@ -146,12 +139,8 @@ def worker(src: Path, output: dict[str, object], work: Path, name: str) -> tuple
             "--volume",
             f"out={out_dir}",
         ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
         env=env,
     )
-    return time.perf_counter() - start, _cpu() - cpu
 
 
 def cases(formats: list[str], normalize: bool) -> list[tuple[str, dict[str, object]]]:
@@ -181,16 +170,12 @@ def compare(
 ) -> dict[str, Any]:
     """Bare ffmpeg and the worker alternately, best of ``repeat`` each."""
     ext = FORMATS[Output.model_validate(output).format].extension  # type: ignore[index]
-    bare_runs: list[tuple[float, float]] = []
-    worker_runs: list[tuple[float, float]] = []
-    for i in range(repeat):
-        sides = ["bare", "worker"] if i % 2 == 0 else ["worker", "bare"]
-        for side in sides:
-            meter.sample()
-            if side == "bare":
-                bare_runs.append(bare_ffmpeg(src, info, output, work / f"bare{ext}"))
-            else:
-                worker_runs.append(worker(src, output, work, f"w{i}"))
+    bare_runs, worker_runs = report.alternate(
+        repeat,
+        meter,
+        lambda _: bare_ffmpeg(src, info, output, work / f"bare{ext}"),
+        lambda i: worker(src, output, work, f"w{i}"),
+    )
     bare, wk = min(bare_runs), min(worker_runs)
     result = json.loads((work / "result.json").read_text())
     return {
@@ -295,11 +280,7 @@ def main() -> int:
         "per_content": per_content,
         "content_seconds": args.content_seconds,
     }
-    report.save("worker", data)
-    text = render(data)
-    print("\n" + text)
-    if not args.no_docs:
-        report.write_section("worker", text)
+    report.publish("worker", data, render, docs=not args.no_docs)
     return 0
 
 
