@@ -124,14 +124,7 @@ def main() -> int:
                         f"{best:6.2f} s  {args.seconds / best:6.1f}x  SNR {snr:5.2f} dB",
                         flush=True,
                     )
-    meter.sample()
-    data = {
-        "when": report.now(),
-        "args": f"--seconds {args.seconds:g} --repeat {args.repeat}",
-        "machine": report.machine(),
-        "load": meter.text(),
-        "rows": rows,
-    }
+    data = report.record(f"--seconds {args.seconds:g} --repeat {args.repeat}", meter, rows=rows)
     report.publish("aac_coder", data, render, section="aac", docs=not args.no_docs)
     return 0
 

@@ -252,14 +252,7 @@ def main() -> int:
                 f"ratio {row['ratio']:.2f}  CPU {floor[1]:.1f} s vs {our[1]:.1f} s",
                 flush=True,
             )
-    meter.sample()
-    data = {
-        "when": report.now(),
-        "args": f"--jobs {args.jobs} --repeat {args.repeat}",
-        "machine": report.machine(),
-        "load": meter.text(),
-        "rows": rows,
-    }
+    data = report.record(f"--jobs {args.jobs} --repeat {args.repeat}", meter, rows=rows)
     report.publish("local", data, render, docs=not args.no_docs)
     return 0
 

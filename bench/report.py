@@ -125,6 +125,15 @@ def alternate[T](
     return floors, our
 
 
+def record(args: str, meter: LoadMeter, **results: Any) -> dict[str, Any]:
+    """A run's raw results: when, with which arguments, where, under which load, and ``results``.
+
+    Takes the load's last sample, so call it when the measuring is over.
+    """
+    meter.sample()
+    return {"when": now(), "args": args, "machine": machine(), "load": meter.text(), **results}
+
+
 def header(script: str, data: dict[str, Any]) -> list[str]:
     """The first lines of a docs section: when, how, under which load and where."""
     return [
