@@ -8,7 +8,7 @@
 this file would shadow the standard library's ``operator``.)
 
 One control plane (etcd, kube-apiserver, kube-controller-manager: the real Job
-controller and garbage collector) and an instant kubelet (bench/instant_kubelet.py)
+controller and garbage collector) and an instant kubelet (tests/support/instant_kubelet.py)
 that completes every Pod at once with a valid worker result. The API server writes an
 audit log of two users only: the operator (its own token) and the floor client, so
 API requests are counted at the API server, per user, verb and resource.
@@ -41,6 +41,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import platform
@@ -59,9 +60,11 @@ from typing import Any
 
 import kubernetes.client
 from tests.support.controlplane import ControlPlane
+from tests.support.instant_kubelet import InstantKubelet
 
+from audioextract.api.status import JobResult
+from audioextract.worker.main import result_json
 from bench import report
-from bench.instant_kubelet import InstantKubelet, fake_result
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP, VERSION = "audioextract.dev", "v1alpha1"
@@ -156,6 +159,24 @@ def _resource(event: Obj) -> str:
     ref = event.get("objectRef") or {}
     name = ref.get("resource", "?")
     return f"{name}/{ref['subresource']}" if ref.get("subresource") else name
+
+
+def fake_result(pod_name: str) -> str:
+    """The termination message of a successful worker run for this Pod: a plausible mp3."""
+    digest = hashlib.sha256(pod_name.encode()).hexdigest()
+    result = JobResult(
+        uri=f"s3://audio-out/bench/{pod_name}.mp3",
+        size_bytes=4_718_592,
+        duration_seconds=294.72,
+        format="mp3",
+        codec="mp3",
+        bitrate=128_000,
+        sample_rate=44_100,
+        channels=2,
+        sha256=digest,
+        stream_copied=False,
+    )
+    return result_json(result)
 
 
 def count_writes(events: list[Obj]) -> Counter[str]:
@@ -827,7 +848,12 @@ def main() -> None:
         # The default ServiceAccount must exist before the Job controller can create Pods.
         for ns in (OP_NS, FLOOR_NS):
             cp.kubectl("create", "serviceaccount", "default", "-n", ns, check=False)
-        kubelet = InstantKubelet(cp.new_api_client(), [OP_NS, FLOOR_NS]).start()
+        kubelet = InstantKubelet(
+            cp.new_api_client(),
+            [OP_NS, FLOOR_NS],
+            node="instant-node",
+            message=lambda pod: fake_result(pod["metadata"]["name"]),
+        ).start()
         op = Operator(cp, workdir)
         try:
             print(f"floor: {args.jobs} jobs ...", flush=True)
@@ -867,7 +893,7 @@ def main() -> None:
         finally:
             op.stop()
             kubelet.stop()
-        results["kubelet"] = {"completed": kubelet.completed, "errors": kubelet.errors[:20]}
+        results["kubelet"] = {"completed": len(kubelet.completed), "errors": kubelet.errors[:20]}
     results["loadavg_end"] = os.getloadavg()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     name = f"operator-{results['mode']}-{stamp}"
