@@ -8,7 +8,6 @@ SIGKILL in the middle of the fan-out. What is counted is what the API server saw
 order, how many were unfinished at once), never the operator's own account.
 """
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.envtest.operator_process import OperatorProcess
 from tests.support.controlplane import ControlPlane
 from tests.support.instant_kubelet import InstantKubelet, result_for
 from tests.support.wait import wait_for
+from tests.support.watch_thread import WatchThread
 
 ENV = {
     "AUDIOEXTRACT_DEFAULT_DESTINATION": '{"s3": {"bucket": "audio", "prefix": "out"}}',
@@ -30,11 +30,11 @@ ENV = {
 }
 
 
-class JobLedger:
+class JobLedger(WatchThread):
     """Every Job of the namespace as the API server reports it, from one list + watch."""
 
     def __init__(self, cp: ControlPlane, namespace: str) -> None:
-        self.api_client = cp.new_api_client()
+        super().__init__(cp)
         self.batch = kubernetes.client.BatchV1Api(self.api_client)
         self.namespace = namespace
         self.created: list[str] = []  # every ADDED Job, in order (a name twice: a duplicate)
@@ -42,9 +42,6 @@ class JobLedger:
         self.unfinished: set[str] = set()
         self.max_unfinished = 0
         self.errors: list[str] = []
-        self._watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
     def _finished(job: Any) -> bool:
@@ -88,16 +85,6 @@ class JobLedger:
                 if not self._stopped.is_set():
                     self.errors.append(repr(exc))
                     return
-
-    def __enter__(self) -> "JobLedger":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopped.set()
-        self._watch.stop()  # type: ignore[no-untyped-call]
-        self._thread.join(timeout=10)
-        self.api_client.close()
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from tests.envtest.operator_process import OperatorProcess
 from tests.support.controlplane import ControlPlane
 from tests.support.kubelet import FakeKubelet
 from tests.support.wait import wait_for
+from tests.support.watch_thread import WatchThread
 
 JOBS = ("a", "b", "c", "d")
 AUDIT = "ExternalAudit"
@@ -110,16 +111,13 @@ class StatusWriter:
         self.api_client.close()
 
 
-class BatchHistory:
+class BatchHistory(WatchThread):
     """Every version of the Batch, in order, from a watch."""
 
     def __init__(self, cp: ControlPlane, namespace: str) -> None:
-        self.api_client = cp.new_api_client()
+        super().__init__(cp)
         self.namespace = namespace
         self.versions: list[dict[str, Any]] = []
-        self._watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         custom = kubernetes.client.CustomObjectsApi(self.api_client)
@@ -136,16 +134,6 @@ class BatchHistory:
         except Exception:
             if not self._stopped.is_set():
                 raise
-
-    def __enter__(self) -> "BatchHistory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopped.set()
-        self._watch.stop()  # type: ignore[no-untyped-call]
-        self._thread.join(timeout=10)
-        self.api_client.close()
 
 
 def test_operator_status_survives_a_second_guarded_writer(
