@@ -165,10 +165,21 @@ def pods_needed(ej: Obj, jobs: Sequence[Obj]) -> str | None:
     is the one observation the cache does not hold.
     """
     status = read_status(ej)
-    if not status.job_name or status.phase in TERMINAL:
+    if status.phase in TERMINAL:
         return None
-    current = next((j for j in jobs if j["metadata"]["name"] == status.job_name), None)
-    return status.job_name if current is not None and is_finished(current) else None
+    # An unrecorded run (its Job created, the status not yet written) counts as current.
+    name = status.job_name or job_name(ej["metadata"]["name"], (status.attempts or 0) + 1)
+    current = next((j for j in jobs if j["metadata"]["name"] == name), None)
+    return name if current is not None and is_finished(current) else None
+
+
+def worker_started(job: Obj) -> bool:
+    """Whether a Job's worker has been seen running (a ready Pod) or the Job has finished.
+
+    Until then the run is not recorded in the ExtractionJob's status: a Job that is
+    finished by the time it is first looked at costs one status write, not two.
+    """
+    return is_finished(job) or int((job.get("status") or {}).get("ready") or 0) > 0
 
 
 def wants_slot(ej: Obj, jobs: Sequence[Obj]) -> bool:
@@ -288,12 +299,7 @@ def _start(
             "error": None,
         }
     )
-    verb = "adopted" if adopted else "created"
-    started = EventSpec(events.NORMAL, events.JOB_STARTED, f"{verb} Job {name} (run {run})")
-    # A Batch's child shows its start in the Batch's status; one Event per start of
-    # each of 1,000 children would only cost API writes (the Job itself is visible).
-    in_batch = controller_owner(snap.ej, BATCH_KIND) is not None
-    return new, manifest, [] if in_batch and not adopted else [started]
+    return new, manifest, []
 
 
 def _observe(snap: JobSnapshot, status: ExtractionJobStatus) -> ExtractionJobStatus:
@@ -336,15 +342,28 @@ def _cleanup(
     return tuple(delete), wait
 
 
-def _terminal_events(before: JobPhase | None, new: ExtractionJobStatus) -> list[EventSpec]:
-    if new.phase == before or new.phase not in TERMINAL:
+def _lifecycle_events(
+    before: ExtractionJobStatus, new: ExtractionJobStatus, in_batch: bool
+) -> list[EventSpec]:
+    """A standalone ExtractionJob's JobStarted / JobSucceeded / JobFailed Events.
+
+    A Batch's child posts none: its Batch's status, conditions and Events carry the
+    same facts, and an Event per child is an API write per child (docs/operator.md,
+    "Write budget").
+    """
+    if in_batch:
         return []
+    evs: list[EventSpec] = []
+    if new.job_name and new.job_name != before.job_name:
+        run = f"Job {new.job_name} (run {new.attempts})"
+        evs.append(EventSpec(events.NORMAL, events.JOB_STARTED, f"started {run}"))
+    if new.phase == before.phase or new.phase not in TERMINAL:
+        return evs
     if new.phase == JobPhase.SUCCEEDED:
-        return [
-            EventSpec(events.NORMAL, events.JOB_SUCCEEDED, new.result.uri if new.result else "")
-        ]
+        uri = new.result.uri if new.result else ""
+        return [*evs, EventSpec(events.NORMAL, events.JOB_SUCCEEDED, uri)]
     msg = f"{new.error.code}: {new.error.message}" if new.error else "failed"
-    return [EventSpec(events.WARNING, events.JOB_FAILED, msg)]
+    return [*evs, EventSpec(events.WARNING, events.JOB_FAILED, msg)]
 
 
 def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
@@ -366,14 +385,29 @@ def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
     evs: list[EventSpec] = []
     create: Start | None = None
     settled = False
+    hold = False
     if not status.job_name and status.phase in (None, JobPhase.QUEUED):
         name = job_name(meta["name"], (status.attempts or 0) + 1)
-        if snap.admitted or any(j["metadata"]["name"] == name for j in snap.jobs):
+        current = next((j for j in snap.jobs if j["metadata"]["name"] == name), None)
+        if snap.admitted or current is not None:
             new, create, evs = _start(snap, spec, status, cfg)
             settled = True
+            if new.job_name and not spec.queue_name:
+                # The run is recorded once its Job shows a running worker or an outcome:
+                # the Job (deterministic name, in the cache) is the record until then.
+                if current is None or not worker_started(current):
+                    hold = True
+                else:  # the Job's own startTime, not the time it was first looked at
+                    new = _observe(snap, new.model_copy(update={"start_time": None}))
+                    new = new.model_copy(update={"start_time": new.start_time or snap.now})
     elif status.job_name and status.phase not in TERMINAL:
         new = _observe(snap, status)
-    new = with_conditions(new, generation, snap.now)
+    in_batch = controller_owner(snap.ej, BATCH_KIND) is not None
+    if in_batch and status.phase is None and new.phase is None:
+        # A Batch's child waiting for its first slot: the Batch's status lists it as
+        # Queued already; writing the same on each of 1,000 children costs 1,000 writes.
+        hold = True
+    new = status if hold else with_conditions(new, generation, snap.now)
 
     owner: Owner | None = None
     owed: list[Event] = []
@@ -385,7 +419,7 @@ def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
         owed = owed_events(Snapshot(owner, [me]), spec.webhook.events)
         merged = webhook_state.merge(webhook_state.load(status.webhook), snap.unsaved_webhook)
         new = new.model_copy(update={"webhook": webhook_state.summarize(merged, owed)})
-    evs += _terminal_events(status.phase, new)
+    evs += _lifecycle_events(status, new, in_batch)
     delete, wait = _cleanup(snap, new, cfg)
     return JobPlan(
         status=new,
