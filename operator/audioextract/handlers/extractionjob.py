@@ -48,8 +48,12 @@ async def _create_task_secret(ctx: Context, ej: Obj, start: Start) -> bool:
     return True
 
 
-async def _create_run(ctx: Context, ej: Obj, start: Start) -> None:
-    """The run's task Secret, then its Job; a Job that exists already is adopted (409)."""
+async def _create_run(ctx: Context, ej: Obj, start: Start) -> bool:
+    """The run's task Secret, then its Job; a Job that exists already is adopted (409).
+
+    True when the Job is in the cache afterwards. It holds the admission slot from
+    then on (an unfinished Job counts), since the run is not in the status yet.
+    """
     manifest = start.job if await _create_task_secret(ctx, ej, start) else start.job_with_env
     try:
         created = await ctx.kube.create_job(manifest)
@@ -65,6 +69,8 @@ async def _create_run(ctx: Context, ej: Obj, start: Start) -> None:
     else:
         if created:
             ctx.cache.put("Job", created)
+    name = manifest["metadata"]["name"]
+    return any(j["metadata"]["name"] == name for j in ctx.cache.owned_jobs(ej))
 
 
 async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
@@ -92,8 +98,11 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
         ),
         ctx.job_config(),
     )
-    if plan.create_job is not None:
-        await _create_run(ctx, ej, plan.create_job)
+    settled = plan.slot_settled
+    if plan.create_job is not None and not await _create_run(ctx, ej, plan.create_job):
+        # Adopted on 409 but not in the cache yet: the expectation keeps the slot until
+        # the Job's watch event arrives (and wakes this ExtractionJob again).
+        settled = False
     try:
         ej = await ctx.write_status(JOB_KIND, JOB_PLURAL, ej, plan.status)
     except Exception as exc:
@@ -101,7 +110,7 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
             ctx.cache.expected.pop(key, None)
             return Result()
         raise
-    if plan.slot_settled:
+    if settled:
         ctx.cache.expected.pop(key, None)
     for ev in plan.events:
         await events.post(ctx.kube, ej, ev.type, ev.reason, ev.message)
