@@ -99,6 +99,13 @@ def test_batch_child_posts_no_per_job_events():
         JobSnapshot(obj, jobs=[worker_job("b-a-1", obj, active=1, ready=1)], now=NOW), CFG
     )
     assert running.status.phase == JobPhase.RUNNING and running.events == ()
+    # Cancelled by its Batch before the run was recorded: the running Job is stopped.
+    cancelled = cached(obj, uid="uid-child")
+    cancelled["status"] = {"phase": "Failed", "error": {"code": "Cancelled", "message": "x", "retryable": False}}
+    plan = plan_extraction_job(
+        JobSnapshot(cancelled, jobs=[worker_job("b-a-1", obj, active=1)], now=NOW), CFG
+    )
+    assert plan.delete_jobs == ("b-a-1",) and plan.create_job is None
     # Waiting for its first slot, a child writes nothing: its Batch lists it as Queued.
     waiting = plan_extraction_job(JobSnapshot(obj, now=NOW), CFG)
     assert waiting.status == ExtractionJobStatus() and waiting.create_job is None

@@ -329,7 +329,13 @@ def _cleanup(
     wait: float | None = None
     for job in snap.jobs:
         name = job["metadata"]["name"]
-        if not is_finished(job) or job["metadata"].get("deletionTimestamp"):
+        if job["metadata"].get("deletionTimestamp"):
+            continue
+        if not is_finished(job):
+            # A final status that does not name this Job (its run was cancelled by the
+            # Batch before it was recorded): nobody will record it, so stop it.
+            if status.phase in TERMINAL and name != status.job_name:
+                delete.append(name)
             continue
         if name == status.job_name:
             if status.phase not in TERMINAL:
