@@ -101,7 +101,10 @@ def test_batch_child_posts_no_per_job_events():
     assert running.status.phase == JobPhase.RUNNING and running.events == ()
     # Cancelled by its Batch before the run was recorded: the running Job is stopped.
     cancelled = cached(obj, uid="uid-child")
-    cancelled["status"] = {"phase": "Failed", "error": {"code": "Cancelled", "message": "x", "retryable": False}}
+    cancelled["status"] = {
+        "phase": "Failed",
+        "error": {"code": "Cancelled", "message": "x", "retryable": False},
+    }
     plan = plan_extraction_job(
         JobSnapshot(cancelled, jobs=[worker_job("b-a-1", obj, active=1)], now=NOW), CFG
     )
