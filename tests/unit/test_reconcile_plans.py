@@ -109,9 +109,13 @@ def test_batch_child_posts_no_per_job_events():
         JobSnapshot(cancelled, jobs=[worker_job("b-a-1", obj, active=1)], now=NOW), CFG
     )
     assert plan.delete_jobs == ("b-a-1",) and plan.create_job is None
-    # Waiting for its first slot, a child writes nothing: its Batch lists it as Queued.
-    waiting = plan_extraction_job(JobSnapshot(obj, now=NOW), CFG)
-    assert waiting.status == ExtractionJobStatus() and waiting.create_job is None
+    # Just created and not admitted yet, a child writes nothing and looks again later;
+    # still waiting 2 s after its creation, it writes Queued.
+    fresh = plan_extraction_job(JobSnapshot(obj, now="2026-01-01T00:00:01Z"), CFG)
+    assert fresh.status == ExtractionJobStatus() and fresh.create_job is None
+    assert fresh.requeue_after == 1.0
+    waiting = plan_extraction_job(JobSnapshot(obj, now="2026-01-01T00:00:02Z"), CFG)
+    assert waiting.status.phase == JobPhase.QUEUED and waiting.requeue_after is None
 
 
 def test_queued_job_without_a_slot_waits_and_says_so():

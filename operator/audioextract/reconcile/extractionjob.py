@@ -51,6 +51,9 @@ _LIFECYCLE = {
     JobPhase.FAILED: Lifecycle.FAILED,
 }
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# A Batch's child not admitted this long after its creation has its Queued status
+# written; admitted sooner, it never writes Queued (docs/operator.md, "Write budget").
+QUEUED_STATUS_AFTER_SECONDS = 2.0
 
 
 def validation_message(exc: ValidationError, prefix: str = "spec") -> str:
@@ -409,10 +412,16 @@ def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
     elif status.job_name and status.phase not in TERMINAL:
         new = _observe(snap, status)
     in_batch = controller_owner(snap.ej, BATCH_KIND) is not None
+    queued_wait: float | None = None
     if in_batch and status.phase is None and new.phase is None:
-        # A Batch's child waiting for its first slot: the Batch's status lists it as
-        # Queued already; writing the same on each of 1,000 children costs 1,000 writes.
-        hold = True
+        # A new child of a Batch is normally admitted within moments; writing Queued
+        # first would cost one write per child. Only a child still waiting after a
+        # moment (suspended Batch, cap, parallelism) gets its Queued status written.
+        left = QUEUED_STATUS_AFTER_SECONDS - seconds_between(
+            meta.get("creationTimestamp"), snap.now
+        )
+        if left > 0:
+            hold, queued_wait = True, left
     new = status if hold else with_conditions(new, generation, snap.now)
 
     owner: Owner | None = None
@@ -427,6 +436,8 @@ def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
         new = new.model_copy(update={"webhook": webhook_state.summarize(merged, owed)})
     evs += _lifecycle_events(status, new, in_batch)
     delete, wait = _cleanup(snap, new, cfg)
+    if queued_wait is not None:
+        wait = queued_wait if wait is None else min(wait, queued_wait)
     return JobPlan(
         status=new,
         create_job=create,
