@@ -17,7 +17,6 @@ from audioextract.api.constants import ErrorCode
 from tests.envtest.operator_helpers import (
     GROUP,
     VERSION,
-    get,
     make_video,
     make_video_only,
     phase_is,
