@@ -128,5 +128,5 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
         else:
             log.info("deleted finished Job %s/%s", meta["namespace"], name)
         # Gone for this operator now; the watch's DELETED event may come later.
-        ctx.cache.remove("Job", (meta["namespace"], name))
+        ctx.cache.job_deleted((meta["namespace"], name))
     return Result(requeue_after=plan.requeue_after)
