@@ -297,6 +297,14 @@ def test_each_batch_child_costs_at_most_five_api_writes(
     core = kubernetes.client.CoreV1Api(api_client)
     batch_api = kubernetes.client.BatchV1Api(api_client)
     env = {**ENV, "AUDIOEXTRACT_MAX_CONCURRENT_JOBS": str(n)}
+    # The metric counts the whole API server: let earlier tests' namespaces finish
+    # terminating (the namespace controller deletes their Jobs) before counting.
+    wait_for(
+        lambda: not [ns for ns in core.list_namespace().items if ns.status.phase == "Terminating"],
+        timeout=180,
+        interval=0.5,
+        what="no namespace terminating",
+    )
     before = api_writes(api_client)
     with OperatorProcess(controller_manager, namespace, env) as op:
         custom.create_namespaced_custom_object(
