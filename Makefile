@@ -7,9 +7,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # The image builder of images/*/Dockerfile (kept plain); `make e2e` loads the result into kind.
+# Here (no Docker engine): IMAGE_BUILD=../shared/images/build (buildah; docs/images.md).
 IMAGE_BUILD ?= docker build
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# The names deploy/ and the operator's workerImage default use.
+WORKER_IMAGE ?= audio-extract-worker:$(VERSION)
+OPERATOR_IMAGE ?= audio-extract-operator:$(VERSION)
+IMAGE_ARGS = --build-arg VERSION=$(VERSION) \
+  --build-arg REVISION=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover demo e2e
+.PHONY: venv test lint fmt crds crds-check clean bench-worker bench-failover bench-operator demo e2e images test-images
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -22,6 +29,15 @@ venv: $(BIN)/.installed
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Both images, from the repository root as build context (.dockerignore keeps it small).
+images:
+	$(IMAGE_BUILD) -t $(WORKER_IMAGE) $(IMAGE_ARGS) -f images/worker/Dockerfile .
+	$(IMAGE_BUILD) -t $(OPERATOR_IMAGE) $(IMAGE_ARGS) -f images/operator/Dockerfile .
+
+# The image tier alone (part of `make test` too; skipped when the images are not built).
+test-images: venv
+	WORKER_IMAGE=$(WORKER_IMAGE) OPERATOR_IMAGE=$(OPERATOR_IMAGE) $(BIN)/pytest tests/images $(PYTEST_ARGS)
 
 # The opt-in e2e suite on a kind cluster (needs kind and a Docker engine; docs/testing.md).
 # KEEP_CLUSTER=1 keeps the cluster afterwards.
@@ -36,6 +52,7 @@ lint: venv
 	$(BIN)/ruff check operator tests bench demo
 	$(BIN)/ruff format --check operator tests bench demo
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff format operator tests bench demo
@@ -57,3 +74,8 @@ clean:
 # Operator failover (Lease hand-over) on the real control plane; needs KUBEBUILDER_ASSETS or .cache/k8s.
 bench-failover: venv
 	PYTHONPATH=. $(BIN)/python bench/failover.py $(BENCH_ARGS)
+
+# Operator at scale vs a plain 16-thread client on the real control plane (docs/performance.md);
+# BENCH_ARGS=--quick for a run of a minute or two (50 jobs, 500 finished objects).
+bench-operator: venv
+	$(BIN)/python -m bench.operator $(BENCH_ARGS)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from audioextract.api.spec import Output
+from audioextract.worker import loudness
 from audioextract.worker.command import (
     DEMUXERS,
     AudioInfo,
@@ -29,7 +30,6 @@ from audioextract.worker.command import (
     build_command,
     build_measure_command,
     loudness_targets,
-    loudnorm_filter,
     parse_ebur128,
     plan_encode,
 )
@@ -131,13 +131,17 @@ def bare_ffmpeg(src: Path, info: AudioInfo, output: dict[str, object], out: Path
     start = time.perf_counter()
     audio_filter = None
     if out_model.normalize:
-        # The same two passes the worker runs: ebur128 measurement, then linear loudnorm.
+        # The worker's passes: ebur128 measurement, then the linear gain (plus limiter).
         measured = subprocess.run(
-            build_measure_command(inp), check=True, capture_output=True, text=True
+            build_measure_command(inp, audio_filter=plan.filters()),
+            check=True,
+            capture_output=True,
+            text=True,
         )
         m = parse_ebur128(measured.stderr)
         assert m is not None
-        audio_filter = loudnorm_filter(loudness_targets(out_model), m)
+        gain = loudness.plan_gain(loudness_targets(out_model), m, lossy=plan.lossy)
+        audio_filter = loudness.gain_filter(gain, plan.sample_rate or info.sample_rate)
     # Same command as the worker's, progress pipe included.
     timed(build_command(inp, plan, str(out), audio_filter=audio_filter, tags=out_model.tags))
     return time.perf_counter() - start

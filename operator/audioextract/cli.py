@@ -5,6 +5,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from audioextract import __version__
+
 # name -> (module with add_arguments/run, help). A new subcommand is one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "crds": ("audioextract.api.crd", "print, write or check the generated CRDs"),
@@ -22,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="audio-extract", description="Turn video into audio at scale."
     )
+    parser.add_argument("--version", action="version", version=f"audio-extract {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only the chosen subcommand's module is imported: the worker starts fast and

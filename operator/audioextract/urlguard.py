@@ -126,7 +126,10 @@ class GuardPolicy:
         candidates = _embedded(ip)
         for candidate in candidates:
             if any(candidate in net for net in self.blocked if net.version == candidate.version):
-                raise BlockedAddressError(f"address {ip} is link-local or a cloud metadata address")
+                raise BlockedAddressError(
+                    f"address {ip} is link-local or a cloud metadata address "
+                    f"(never allowed, not even through {ALLOW_ENV})"
+                )
         # An address carrying another is judged by the carried one too.
         for candidate in candidates:
             self._check_one(ip, candidate)
@@ -135,14 +138,23 @@ class GuardPolicy:
         if any(ip.version == net.version and ip in net for net in self.allow_networks):
             return
         if ip.is_loopback or ip.is_unspecified:
-            raise BlockedAddressError(f"address {shown} is loopback or unspecified")
+            raise BlockedAddressError(
+                f"address {shown} is loopback or unspecified "
+                f"(list its network in {ALLOW_ENV} to allow it)"
+            )
         if ip.is_multicast or ip.is_reserved:
-            raise BlockedAddressError(f"address {shown} is multicast or reserved")
+            raise BlockedAddressError(
+                f"address {shown} is multicast or reserved "
+                f"(list its network in {ALLOW_ENV} to allow it)"
+            )
         private = ip.is_private or any(
             ip.version == net.version and ip in net for net in EXTRA_PRIVATE
         )
         if self.deny_private and private:
-            raise BlockedAddressError(f"address {shown} is in a private range")
+            raise BlockedAddressError(
+                f"address {shown} is in a private range "
+                f"(list its network in {ALLOW_ENV} to allow it)"
+            )
 
 
 def parse_networks(text: str) -> tuple[IPNetwork, ...]:

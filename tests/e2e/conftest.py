@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import builders
+from tests.support import builders, media
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_for
 
@@ -99,7 +99,9 @@ def namespace(cluster: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 @pytest.fixture(scope="module")
-def media_url(cluster: Kubectl, namespace: str, worker_image: str) -> str:
+def media_url(
+    cluster: Kubectl, namespace: str, worker_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """Base URL (no trailing slash) of a media server serving ``/clip.mp4`` in ``namespace``.
 
     Also creates the PVC ``out`` (the default StorageClass), mounted read-only at
@@ -107,8 +109,10 @@ def media_url(cluster: Kubectl, namespace: str, worker_image: str) -> str:
     (``kubectl exec media -- ...``). kind's local-path StorageClass binds a claim only
     once a Pod uses it; this Pod is the first.
     """
+    clip = media.generate(tmp_path_factory.mktemp("e2e-media"), names=["av.mp4"])["av.mp4"]
+    files = builders.media_files_config_map(MEDIA, {"clip.mp4": clip.read_bytes()})
     pod = builders.media_server_pod(MEDIA, worker_image, claim=OUT_CLAIM)
-    cluster.apply(namespace, builders.pvc(OUT_CLAIM), pod, builders.service_for(pod))
+    cluster.apply(namespace, files, builders.pvc(OUT_CLAIM), pod, builders.service_for(pod))
     cluster("wait", "-n", namespace, "--for=condition=Ready", f"pod/{MEDIA}", "--timeout=180s")
     # The cluster DNS name of a ClusterIP Service: a private address, which the worker's
     # URL guard allows by default (loopback it would refuse).

@@ -9,6 +9,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client
 import pytest
@@ -123,16 +124,23 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
                 raise
 
 
-@pytest.fixture
-def kubelet(control_plane: ControlPlane, namespace: str) -> Iterator[FakeKubelet]:
-    """A started FakeKubelet for ``namespace`` on its own Node; stopped afterwards.
+def running_kubelet(
+    control_plane: ControlPlane, namespace: str, **options: Any
+) -> Iterator[FakeKubelet]:
+    """Body of a fixture: a started FakeKubelet (``options`` as FakeKubelet takes them).
 
     Teardown fails the test if the kubelet's sync loop hit an unexpected error.
     """
-    fake = FakeKubelet(control_plane.new_api_client(), namespace).start()
+    fake = FakeKubelet(control_plane.new_api_client(), namespace, **options).start()
     try:
         yield fake
     finally:
         fake.stop()
         fake.api_client.close()
     assert not fake.errors, f"fake kubelet errors: {fake.errors}"
+
+
+@pytest.fixture
+def kubelet(control_plane: ControlPlane, namespace: str) -> Iterator[FakeKubelet]:
+    """A started FakeKubelet for ``namespace`` on its own Node; stopped afterwards."""
+    yield from running_kubelet(control_plane, namespace)

@@ -1,6 +1,8 @@
 """Runs ``audio-extract operator`` as a subprocess against the envtest control plane."""
 
+import base64
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,8 +11,10 @@ from pathlib import Path
 from types import TracebackType
 
 import kubernetes.client
+import yaml
 
 from tests.envtest.operator_helpers import failed_create_events
+from tests.support.container import Container
 from tests.support.controlplane import ControlPlane
 
 
@@ -23,9 +27,18 @@ class OperatorProcess:
     """
 
     def __init__(
-        self, cp: ControlPlane, namespace: str, env: dict[str, str], standalone: bool = True
+        self,
+        cp: ControlPlane,
+        namespace: str,
+        env: dict[str, str],
+        standalone: bool = True,
+        image: Container | None = None,
     ) -> None:
         self.cp, self.namespace, self.extra_env, self.standalone = cp, namespace, env, standalone
+        # With an image (the operator image), the operator runs from its root filesystem
+        # (tests/support/container.py) instead of this virtualenv.
+        self.image = image
+        self._image_dir: Path | None = None
         self.log_path = Path(tempfile.mkstemp(prefix="operator-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -40,9 +53,35 @@ class OperatorProcess:
         argv = [sys.executable, "-m", "audioextract", "operator", "--namespace", self.namespace]
         if self.standalone:
             argv.append("--standalone")
+        if self.image is not None:
+            argv, env = self._in_image(self.image, argv[3:], env)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
+
+    def _in_image(
+        self, image: Container, args: list[str], env: dict[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """The host command running ``audio-extract <args>`` in ``image``, and its env."""
+        # A kubeconfig with the CA inline, readable by the image's user, on a mount.
+        kube = self._image_dir = Path(tempfile.mkdtemp(prefix="operator-kube-"))
+        config = yaml.safe_load(self.cp.kubeconfig.read_text())
+        cluster = config["clusters"][0]["cluster"]
+        ca = Path(cluster.pop("certificate-authority")).read_bytes()
+        cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+        (kube / "config").write_text(yaml.safe_dump(config))
+        uid, gid = (int(x) for x in image.user.split(":"))
+        for path in (kube, kube / "config"):
+            os.chown(path, uid, gid)
+        (kube / "root").mkdir()
+        own = {k: v for k, v in env.items() if k.startswith("AUDIOEXTRACT_")}
+        argv = image.command(
+            ["audio-extract", *args],
+            mountpoint=kube / "root",
+            mounts={"/tmp/kube": kube},
+            env={**own, "KUBECONFIG": "/tmp/kube/config"},
+        )
+        return argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -77,6 +116,8 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._image_dir is not None:
+            shutil.rmtree(self._image_dir, ignore_errors=True)
 
     def __enter__(self) -> "OperatorProcess":
         return self.start()

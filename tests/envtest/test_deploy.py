@@ -336,7 +336,7 @@ def test_users_get_batches_through_the_built_in_view_and_edit_roles(
 
     # For real: alice's Batch is created, bob's is refused.
     manifest = json.dumps(
-        batch_manifest("by-alice", [{"source": {"url": "https://example.com/a.mp4"}}])
+        batch_manifest("by-alice", [{"name": "a", "source": {"url": "https://example.com/a.mp4"}}])
     )
     cp.kubectl("create", "-n", namespace, "--as=alice", "-f", "-", input=manifest)
     out = cp.kubectl(
@@ -383,7 +383,7 @@ def test_quota_example_refuses_a_batch_beyond_the_quota(
     apply(cp, [quota], "-n", namespace)
     created[0] = time.monotonic()
     wait_for(counting, timeout=45, interval=0.3, what="ResourceQuota counting Batches")
-    job = [{"source": {"url": "https://example.com/a.mp4"}}]
+    job = [{"name": "a", "source": {"url": "https://example.com/a.mp4"}}]
     first = json.dumps(batch_manifest("first", job))
     cp.kubectl("create", "-n", namespace, "-f", "-", input=first)
     out = cp.kubectl(

@@ -188,19 +188,43 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
     )
 
 
-def test_invalid_batch_fails_with_a_condition_naming_the_field(
-    namespace: str, operator: OperatorProcess, custom: Any
-) -> None:
-    jobs = [{"source": {"url": f"https://example.com/{i}.mp4"}} for i in range(11)]
+def _create_and_wait_failed(
+    custom: Any, namespace: str, name: str, jobs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Create a Batch and wait until the operator has set it Failed."""
     custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "batches", batch_manifest("too-big", jobs)
+        GROUP, VERSION, namespace, "batches", batch_manifest(name, jobs)
     )
 
     def failed() -> dict[str, Any] | None:
-        b = get(custom, namespace, "batches", "too-big")
+        b = get(custom, namespace, "batches", name)
         return b if (b.get("status") or {}).get("phase") == "Failed" else None
 
-    batch = wait_for(failed, timeout=30, interval=0.3, what="Batch Failed")
+    batch: dict[str, Any] = wait_for(failed, timeout=30, interval=0.3, what="Batch Failed")
+    return batch
+
+
+def test_two_jobs_writing_one_object_fail_naming_both(
+    namespace: str, operator: OperatorProcess, custom: Any
+) -> None:
+    jobs = [
+        {"name": n, "source": {"url": f"https://example.com/{n}.mp4"}, "output": {"filename": "x"}}
+        for n in ("a", "b")
+    ]
+    batch = _create_and_wait_failed(custom, namespace, "same-output", jobs)
+    stalled = {c["type"]: c for c in batch["status"]["conditions"]}["Stalled"]
+    assert stalled["reason"] == "InvalidSpec"
+    assert "spec.jobs[1] (b) and spec.jobs[0] (a) both write" in stalled["message"]
+    assert not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs")[
+        "items"
+    ]
+
+
+def test_invalid_batch_fails_with_a_condition_naming_the_field(
+    namespace: str, operator: OperatorProcess, custom: Any
+) -> None:
+    jobs = [{"name": f"j{i}", "source": {"url": f"https://example.com/{i}.mp4"}} for i in range(11)]
+    batch = _create_and_wait_failed(custom, namespace, "too-big", jobs)
     conds = {c["type"]: c for c in batch["status"]["conditions"]}
     assert (
         conds["Stalled"]["reason"] == "InvalidSpec" and "spec.jobs" in conds["Stalled"]["message"]

@@ -31,8 +31,8 @@ def test_every_error_is_listed(run_cli: RunCli) -> None:
     obj = batch(
         "two",
         [
-            {"source": {"url": "ftp://x/y"}},
-            {"source": {"url": "https://x/y"}, "output": {"format": "mp4"}},
+            {"name": "a", "source": {"url": "ftp://x/y"}},
+            {"name": "b", "source": {"url": "https://x/y"}, "output": {"format": "mp4"}},
         ],
     )
     run = run_cli(obj, file="two.json")

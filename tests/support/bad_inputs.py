@@ -70,6 +70,17 @@ BAD_INPUTS: list[BadInput] = [
         "at most 2 channels",
     ),
     BadInput(
+        "wav-custom-tag",
+        with_output(batch(), format="wav", tags={"title": "t", "mykey": "v"}),
+        "spec.jobs[0].output",
+        "wav (RIFF INFO) holds only",
+    ),
+    BadInput(
+        "snake-case-field",
+        with_output(batch(), sample_rate=44100),
+        "spec.jobs[0].output.sample_rate",
+    ),
+    BadInput(
         "sample-rate", with_output(batch(), sampleRate=12345), "spec.jobs[0].output.sampleRate"
     ),
     BadInput(
@@ -153,14 +164,19 @@ BAD_INPUTS: list[BadInput] = [
         "spec.jobs[0].output.destination",
         "exactly one of s3, volume or url",
     ),
+    # The jobs list is a list-map keyed by name: the API server itself refuses a repeated
+    # key ("spec.jobs[2]: Duplicate value: ..."), pointing at the second occurrence.
     BadInput(
         "duplicate-job-names",
-        batch(jobs=[batch_job("intro"), batch_job("intro")]),
+        batch(jobs=[batch_job("intro"), batch_job("outro"), batch_job("intro")]),
         "spec.jobs",
-        "unique",
+        "Duplicate value",
     ),
+    BadInput("job-without-name", batch(jobs=[batch_job(None)]), "spec.jobs[0].name"),
     BadInput(
-        "too-many-jobs", batch(jobs=[batch_job(None)] * (MAX_JOBS_PER_BATCH + 1)), "spec.jobs"
+        "too-many-jobs",
+        batch(jobs=[batch_job(f"j{i}") for i in range(MAX_JOBS_PER_BATCH + 1)]),
+        "spec.jobs",
     ),
     BadInput("empty-jobs", batch(jobs=[]), "spec.jobs"),
     BadInput(

@@ -1,5 +1,6 @@
 """Fixture builders: valid API objects by default, overridden per test."""
 
+import base64
 import copy
 from typing import Any
 
@@ -83,29 +84,31 @@ def restricted_security_context() -> tuple[Obj, Obj]:
     return pod, container
 
 
-def media_server_pod(
-    name: str, image: str, *, seconds: float = 2.0, claim: str | None = None
-) -> Obj:
-    """A Pod that generates ``clip.mp4`` with ffmpeg and serves it over HTTP.
+def media_files_config_map(name: str, files: dict[str, bytes]) -> Obj:
+    """A ConfigMap holding small binary files (``binaryData``; the API caps it at 1 MiB)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "binaryData": {k: base64.b64encode(v).decode() for k, v in files.items()},
+    }
 
-    Runs ``image`` (the worker image: it has ffmpeg and python3) with its own command:
-    ffmpeg's lavfi test sources write a short MP4 (test pattern, 440 Hz AAC tone) into
-    an emptyDir, then ``python3 -m http.server`` serves that directory on
-    ``MEDIA_PORT``; the Pod is Ready once the clip is served. With ``claim``, that PVC
-    is mounted read-only at ``/out`` so tests can inspect what workers wrote there
-    (``kubectl exec``).
+
+def media_server_pod(
+    name: str, image: str, *, claim: str | None = None, port: int = MEDIA_PORT
+) -> Obj:
+    """A Pod that serves the files of ConfigMap ``name`` (``media_files_config_map``) over HTTP.
+
+    Runs ``image`` (the worker image: it has python3) with its own command,
+    ``python3 -m http.server`` on ``port`` for the ConfigMap mounted at /srv; the
+    Pod is Ready once ``/clip.mp4`` is served. The media are made by the test (host
+    ffmpeg), not in the Pod: the worker image's ffmpeg is built without lavfi sources
+    or video encoders (docs/images.md). With ``claim``, that PVC is mounted read-only
+    at ``/out`` so tests can inspect what workers wrote there (``kubectl exec``).
     """
     pod_sc, container_sc = restricted_security_context()
-    script = (
-        "set -e; "
-        "ffmpeg -nostdin -loglevel error -y "
-        f"-f lavfi -i testsrc=duration={seconds}:size=64x48:rate=10 "
-        f"-f lavfi -i sine=frequency=440:duration={seconds} "
-        "-shortest -c:v mpeg4 -c:a aac /srv/clip.mp4; "
-        f"exec python3 -m http.server {MEDIA_PORT} --directory /srv"
-    )
     mounts: list[Obj] = [{"name": "srv", "mountPath": "/srv"}]
-    volumes: list[Obj] = [{"name": "srv", "emptyDir": {"sizeLimit": "64Mi"}}]
+    volumes: list[Obj] = [{"name": "srv", "configMap": {"name": name}}]
     if claim is not None:
         mounts.append({"name": "out", "mountPath": "/out", "readOnly": True})
         volumes.append(
@@ -124,8 +127,15 @@ def media_server_pod(
                     "name": "server",
                     "image": image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["sh", "-c", script],
-                    "ports": [{"name": "http", "containerPort": MEDIA_PORT}],
+                    "command": [
+                        "python3",
+                        "-m",
+                        "http.server",
+                        str(port),
+                        "--directory",
+                        "/srv",
+                    ],
+                    "ports": [{"name": "http", "containerPort": port}],
                     "readinessProbe": {
                         "httpGet": {"path": "/clip.mp4", "port": "http"},
                         "periodSeconds": 1,

@@ -11,6 +11,8 @@ Paths (FILE is a name in the served directory):
   /flaky/N/FILE      503 for the first N GETs of this path (query included), then as /range
   /stall/N/FILE      the first N GETs of this path never answer (as /hang), then as /range
   /delay/MS/FILE     as /range, each answer held back MS milliseconds (long, sure windows)
+  /drop/FILE         as /range, but every answer closes the connection halfway through its body
+  /nolength/FILE     200, no Content-Length and no ranges: the body ends when the connection does
   PUT /upload/NAME   stores the body (see ``uploads``); PUT /status/CODE answers CODE
 """
 
@@ -20,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -120,16 +122,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve(path, ranges=True, slow=False)
         elif kind == "hang":
             self.server.stop_hang.wait(120)
-        elif kind in ("range", "norange", "slow"):
+        elif kind == "nolength":
             path = self._file(rest)
             if path is None:
                 self._empty(404)
                 return
-            self._serve(path, ranges=kind != "norange", slow=kind == "slow")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            with suppress(OSError):
+                self.wfile.write(path.read_bytes())
+        elif kind in ("range", "norange", "slow", "drop"):
+            path = self._file(rest)
+            if path is None:
+                self._empty(404)
+                return
+            self._serve(path, ranges=kind != "norange", slow=kind == "slow", drop=kind == "drop")
         else:
             self._empty(404)
 
-    def _serve(self, path: Path, *, ranges: bool, slow: bool) -> None:
+    def _serve(self, path: Path, *, ranges: bool, slow: bool, drop: bool = False) -> None:
         data = path.read_bytes()
         start, end = 0, len(data) - 1
         m = re.match(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "")) if ranges else None
@@ -153,6 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(end - start + 1))
         self.end_headers()
         body = data[start : end + 1]
+        if drop:
+            # Content-Length promised the whole body; the connection ends at half of it.
+            self.close_connection = True
+            body = body[: len(body) // 2]
         try:
             if slow:
                 for i in range(0, len(body), 2048):

@@ -34,7 +34,16 @@ The control plane has no scheduler and no kubelet, so a Pod stays ``Pending`` fo
   period 0. The Job controller needs that terminal phase: with a ``podFailurePolicy`` it
   does not count or replace a Pod until the Pod is ``Failed``.
 
-It does not: pull or check images, isolate processes (they run as the test's user, with
+With ``images`` (image name -> :class:`tests.support.container.Container`), a Pod whose
+container names one of those images runs from that image's root filesystem instead, as a
+container runtime would run it (tests/support/container.py): read-only root, the
+volumes and the termination-message file bind-mounted at their real paths, ``command``
+/ ``args`` over the image's ``ENTRYPOINT`` / ``CMD``, ``env`` over the image's, as the
+securityContext's ``runAsUser``/``runAsGroup`` (else the image's ``USER``), which owns
+the Pod's volumes (the fake's stand-in for ``fsGroup``). Such a Pod must ask for
+``readOnlyRootFilesystem: true``. This needs root and buildah (the image tier's needs).
+
+Otherwise it does not: pull or check images, isolate processes (they run as the test's user, with
 the test's ``PATH``; ``securityContext`` is only admission-checked by the API server),
 enforce resources, run init, sidecar or several containers (such a Pod, like one whose
 command cannot start, ends ``Failed`` with exit code 128, reason ``StartError`` and the
@@ -61,6 +70,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +79,7 @@ from typing import Any
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
+from tests.support.container import Container
 from tests.support.controlplane import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -177,8 +188,10 @@ class FakeKubelet:
         *,
         node_name: str | None = None,
         root: Path | None = None,
+        images: Mapping[str, Container] | None = None,
     ) -> None:
         self.api_client = api_client
+        self.images = dict(images or {})
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.namespace = namespace
         self.node_name = node_name or f"fake-node-{namespace}"[:63]
@@ -468,6 +481,9 @@ class FakeKubelet:
     def _container_process(
         self, pod: Pod, container: dict[str, Any], rundir: Path, message_path: Path
     ) -> tuple[list[str], dict[str, str], Path]:
+        image = self.images.get(container.get("image", ""))
+        if image is not None:
+            return self._image_process(pod, container, rundir, message_path, image)
         mounts = self._mounts(pod, container, rundir)
         mounts[container.get("terminationMessagePath", DEFAULT_TERMINATION_MESSAGE_PATH)] = (
             message_path
@@ -506,6 +522,51 @@ class FakeKubelet:
         cwd = Path(rewrite(working_dir)) if working_dir else rundir
         return argv, process_env, cwd
 
+    def _image_process(
+        self,
+        pod: Pod,
+        container: dict[str, Any],
+        rundir: Path,
+        message_path: Path,
+        image: Container,
+    ) -> tuple[list[str], dict[str, str], Path]:
+        context = {
+            **(pod["spec"].get("securityContext") or {}),
+            **(container.get("securityContext") or {}),
+        }
+        if not context.get("readOnlyRootFilesystem"):
+            raise _UnsupportedError("a Pod run from an image needs readOnlyRootFilesystem: true")
+        image_uid, image_gid = image.user.split(":")
+        uid = int(context.get("runAsUser", image_uid))
+        gid = int(context.get("runAsGroup", image_gid if "runAsUser" not in context else uid))
+        mounts = self._mounts(pod, container, rundir)
+        mounts[container.get("terminationMessagePath", DEFAULT_TERMINATION_MESSAGE_PATH)] = (
+            message_path
+        )
+        for local in mounts.values():
+            os.chown(local, uid, gid)
+        env = self._container_env(pod, container)
+        command = [_expand(c, env) for c in container.get("command") or []]
+        args = [_expand(a, env) for a in container.get("args") or []]
+        # Kubernetes' rule: command replaces ENTRYPOINT (and drops CMD), args replace CMD.
+        if not command:
+            command = list(image.config.get("Entrypoint") or [])
+            args = args or list(image.config.get("Cmd") or [])
+        mountpoint = rundir / "rootfs"
+        mountpoint.mkdir()
+        argv = image.command(
+            command + args,
+            mountpoint=mountpoint,
+            mounts={path: local for path, local in mounts.items()},
+            read_only=[
+                m["mountPath"] for m in container.get("volumeMounts") or [] if m.get("readOnly")
+            ],
+            env={"HOSTNAME": pod["metadata"]["name"], **env},
+            user=f"{uid}:{gid}",
+            workdir=container.get("workingDir"),
+        )
+        return argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, rundir
+
     def _mounts(self, pod: Pod, container: dict[str, Any], rundir: Path) -> dict[str, Path]:
         volumes: dict[str, Path] = {}
         for volume in pod["spec"].get("volumes") or []:
@@ -519,8 +580,8 @@ class FakeKubelet:
                 data = self._secret_data(volume["secret"]["secretName"], volume["secret"])
                 self._write_files(local, data)
             elif "configMap" in volume:
-                data = self._config_map_data(volume["configMap"]["name"], volume["configMap"])
-                self._write_files(local, data)
+                for key, value in self._config_map_files(volume["configMap"]).items():
+                    (local / key).write_bytes(value)
             volumes[name] = local  # emptyDir and everything else: an empty directory
         mounts: dict[str, Path] = {}
         for mount in container.get("volumeMounts") or []:
@@ -545,14 +606,28 @@ class FakeKubelet:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
-    def _config_map_data(self, name: str, ref: dict[str, Any]) -> dict[str, str]:
+    def _config_map(self, name: str, ref: dict[str, Any]) -> dict[str, Any]:
         try:
-            config_map = self._raw(self.core.read_namespaced_config_map, name, self.namespace)
+            config_map: dict[str, Any] = self._raw(
+                self.core.read_namespaced_config_map, name, self.namespace
+            )
         except ApiException as e:
             if e.status == 404 and ref.get("optional"):
                 return {}
             raise
-        return dict(config_map.get("data") or {})
+        return config_map
+
+    def _config_map_data(self, name: str, ref: dict[str, Any]) -> dict[str, str]:
+        return dict(self._config_map(name, ref).get("data") or {})
+
+    def _config_map_files(self, ref: dict[str, Any]) -> dict[str, bytes]:
+        """A configMap volume's files: ``data`` as UTF-8 and ``binaryData`` decoded."""
+        config_map = self._config_map(ref["name"], ref)
+        files = {k: v.encode() for k, v in (config_map.get("data") or {}).items()}
+        files.update(
+            {k: base64.b64decode(v) for k, v in (config_map.get("binaryData") or {}).items()}
+        )
+        return files
 
     def _container_env(self, pod: Pod, container: dict[str, Any]) -> dict[str, str]:
         env: dict[str, str] = {}

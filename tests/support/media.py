@@ -25,6 +25,18 @@ def _tone(freq: int = 440, rate: int = 48000, seconds: float = SECONDS) -> list[
 
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 
+# 5.1 as AC-3 carries it (5.1(side)): dialogue-like tone in the centre, music-like
+# tones on the fronts, noise (ambience) on the surrounds, a quiet LFE.
+_SURROUND = [
+    "-f",
+    "lavfi",
+    "-i",
+    "aevalsrc=exprs="
+    "'0.2*sin(2*PI*660*t)|0.2*sin(2*PI*550*t)|0.3*sin(2*PI*440*t)*(1+sin(3*t))/2|"
+    "0.1*sin(2*PI*60*t)|0.05*(random(0)-0.5)|0.05*(random(1)-0.5)'"
+    f":channel_layout=5.1(side):sample_rate=48000:duration={SECONDS}",
+]
+
 # name -> ffmpeg arguments after the inputs (output path appended).
 RECIPES: dict[str, list[str]] = {
     "av.mp4": [*_VIDEO, *_tone(), *X264, "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"],
@@ -53,6 +65,7 @@ RECIPES: dict[str, list[str]] = {
     "hires.mkv": [*_VIDEO, *_tone(rate=96000), *X264, "-c:a", "flac", "-sample_fmt", "s32"],
     "pcm.mov": [*_VIDEO, *_tone(), *X264, "-c:a", "pcm_s16le"],
     "alac.mov": [*_VIDEO, *_tone(), *X264, "-c:a", "alac"],
+    "surround.mkv": [*_VIDEO, *_SURROUND, *X264, "-c:a", "ac3", "-b:a", "384k"],
     "video-only.mp4": [*_VIDEO, *X264],
     "two-tracks.mkv": [
         *_VIDEO,
@@ -154,28 +167,7 @@ def probe(path: Path | str) -> Probe:
 
 def integrated_loudness(path: Path | str) -> float:
     """Integrated loudness (LUFS) measured with ffmpeg's ebur128 filter."""
-    err = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-hide_banner",
-            "-nostats",
-            "-i",
-            str(path),
-            "-map",
-            "0:a:0",
-            "-af",
-            "ebur128=framelog=verbose",
-            "-f",
-            "null",
-            "-",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stderr
-    summary = err[err.rindex("Integrated loudness:") :]
-    return float(summary.split("I:", 1)[1].split("LUFS", 1)[0])
+    return r128(path).integrated
 
 
 def audio_packets_md5(path: Path | str, track: int = 0) -> str:
@@ -208,3 +200,126 @@ def audio_packets_md5(path: Path | str, track: int = 0) -> str:
         text=True,
     ).stdout
     return out.strip()
+
+
+# Every layout the worker promises to take to every format (docs/worker.md).
+LAYOUTS = ("5.1", "5.1(side)", "7.1", "2.1", "4.0", "quad", "mono", "stereo")
+LAYOUT_CHANNELS = {
+    "mono": 1,
+    "stereo": 2,
+    "2.1": 3,
+    "4.0": 4,
+    "quad": 4,
+    "5.1": 6,
+    "5.1(side)": 6,
+    "7.1": 8,
+}
+
+
+def run_ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly with ``args``; fails the test when ffmpeg does."""
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def surround(directory: Path, layout: str, seconds: float = 1.0) -> Path:
+    """A WAV in ``layout`` with a different tone (plus noise) in every channel."""
+    path = directory / f"layout-{layout.replace('(', '-').replace(')', '')}.wav"
+    if not path.exists():
+        exprs = "|".join(
+            f"0.25*sin(2*PI*{150 + 110 * i}*t)+0.02*(random({i})-0.5)"
+            for i in range(LAYOUT_CHANNELS[layout])
+        )
+        run_ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"aevalsrc=exprs='{exprs}':channel_layout={layout}:sample_rate=48000:d={seconds}",
+            str(path),
+        )
+    return path
+
+
+def dynamic(directory: Path, seconds: int = 9) -> Path:
+    """Pink noise with loud and quiet sections (about 18 dB apart, LRA near 9 LU), FLAC in MKV."""
+    path = directory / "dynamic.mkv"
+    if not path.exists():
+        run_ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"anoisesrc=color=pink:amplitude=0.7:seed=7:sample_rate=48000:d={seconds}",
+            "-af",
+            "volume='if(lt(mod(t,6),3),1.0,0.12)':eval=frame,aformat=channel_layouts=stereo",
+            "-c:a",
+            "flac",
+            str(path),
+        )
+    return path
+
+
+def lavfi_wav(directory: Path, name: str, source: str) -> Path:
+    """A WAV from a lavfi audio source expression (for silence, clicks, short clips)."""
+    path = directory / name
+    if not path.exists():
+        run_ffmpeg("-f", "lavfi", "-i", source, "-ac", "2", str(path))
+    return path
+
+
+def cut(src: Path, dest: Path, fraction: float) -> Path:
+    """The first ``fraction`` of a file's bytes: a truncated copy."""
+    data = src.read_bytes()
+    dest.write_bytes(data[: int(len(data) * fraction)])
+    return dest
+
+
+@dataclass(frozen=True)
+class R128:
+    """Integrated loudness and true peak measured by ebur128 in the test."""
+
+    integrated: float
+    true_peak: float
+
+
+def _decode(path: Path | str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Decode a file's first audio stream to nothing, with ``extra`` output options."""
+    return subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            *extra,
+            "-f",
+            "null",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def r128(path: Path | str) -> R128:
+    """EBU R128 integrated loudness and true peak of a file's first audio stream."""
+    err = _decode(path, "-af", "ebur128=peak=true").stderr
+    summary = err[err.rindex("Integrated loudness:") :]
+    integrated = float(summary.split("I:", 1)[1].split("LUFS", 1)[0])
+    peak = summary.split("Peak:", 1)[1].split("dBFS", 1)[0].strip()
+    return R128(integrated, float(peak))
+
+
+def channel_levels(path: Path | str) -> list[float]:
+    """RMS level (dBFS) of every channel of the first audio stream; -inf for a silent one."""
+    err = _decode(path, "-af", "astats=measure_perchannel=RMS_level:measure_overall=none").stderr
+    return [float(line.rsplit(" ", 1)[1]) for line in err.splitlines() if "RMS level" in line]
+
+
+def decoded_seconds(path: Path | str) -> float:
+    """The duration of a file's first audio stream by decoding all of it."""
+    out = _decode(path, "-progress", "pipe:1").stdout
+    times = [int(x.split("=", 1)[1]) for x in out.splitlines() if x.startswith("out_time_us=")]
+    return times[-1] / 1e6

@@ -56,8 +56,8 @@ def _cel(rule: str, value: Any) -> bool:
     return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
 
 
-def _walk(schema: Schema, value: Any, parts: list[Any]) -> Iterator[SchemaError]:
-    for rule in schema.get("x-kubernetes-validations", []):
+def _walk(schema: Schema, value: Any, parts: list[Any], cel: bool = True) -> Iterator[SchemaError]:
+    for rule in schema.get("x-kubernetes-validations", []) if cel else []:
         if not _cel(rule["rule"], value):
             extra = (
                 rule.get("fieldPath", "").lstrip(".").split(".") if rule.get("fieldPath") else []
@@ -70,13 +70,31 @@ def _walk(schema: Schema, value: Any, parts: list[Any]) -> Iterator[SchemaError]
                 if key not in props:
                     yield SchemaError(field_path([*parts, key]), f'unknown field "{key}"')
                 else:
-                    yield from _walk(props[key], item, [*parts, key])
+                    yield from _walk(props[key], item, [*parts, key], cel)
         elif isinstance(schema.get("additionalProperties"), dict):
             for key, item in value.items():
-                yield from _walk(schema["additionalProperties"], item, [*parts, key])
+                yield from _walk(schema["additionalProperties"], item, [*parts, key], cel)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        yield from _list_type_errors(schema, value, parts)
         for index, item in enumerate(value):
-            yield from _walk(schema["items"], item, [*parts, index])
+            yield from _walk(schema["items"], item, [*parts, index], cel)
+
+
+def _list_type_errors(schema: Schema, value: list[Any], parts: list[Any]) -> Iterator[SchemaError]:
+    """Repeated keys of a ``map`` list (or items of a ``set``), as the API server words them."""
+    list_type = schema.get("x-kubernetes-list-type")
+    if list_type not in ("map", "set"):
+        return
+    seen: list[Any] = []
+    for index, item in enumerate(value):
+        if list_type == "map":
+            keys = schema.get("x-kubernetes-list-map-keys", [])
+            key: Any = {k: item.get(k) for k in keys} if isinstance(item, dict) else item
+        else:
+            key = item
+        if key in seen:
+            yield SchemaError(field_path([*parts, index]), f"Duplicate value: {key!r}")
+        seen.append(key)
 
 
 def validate(crd: Schema, obj: Any) -> list[SchemaError]:
@@ -87,5 +105,6 @@ def validate(crd: Schema, obj: Any) -> list[SchemaError]:
     if not errors:
         errors = list(_walk(schema, obj, []))
     else:
-        errors += [e for e in _walk(schema, obj, []) if e.message.startswith("unknown field")]
+        # Unknown fields are still reported; CEL would see ill-typed values, so it is skipped.
+        errors += list(_walk(schema, obj, [], cel=False))
     return errors

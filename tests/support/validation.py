@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from audioextract.api import Batch, ExtractionJob
+from audioextract.api.validation import parse_input
 from tests.support.schema import SchemaError, field_path
 
 
@@ -16,7 +17,7 @@ def model_for(obj: dict[str, Any]) -> type[Batch] | type[ExtractionJob]:
 def pydantic_errors(obj: dict[str, Any]) -> list[SchemaError]:
     """Errors the models raise for ``obj`` (empty when valid)."""
     try:
-        model_for(obj).model_validate(obj)
+        parse_input(model_for(obj), obj)
     except ValidationError as exc:
         return [
             SchemaError(field_path([p for p in err["loc"] if p != "[key]"]), err["msg"])

@@ -2,6 +2,7 @@
 
 import pytest
 
+from audioextract.api.constants import MAX_JOBS_PER_BATCH
 from audioextract.api.crd import batch_crd, extraction_job_crd
 from tests.support.bad_inputs import BAD_INPUTS, BadInput
 from tests.support.builders import batch, batch_job, extraction_job, with_output
@@ -36,8 +37,8 @@ def test_schema_and_cel_reject(case: BadInput) -> None:
 
 GOOD = [
     batch(),
-    batch(jobs=[batch_job(None), batch_job(None), batch_job("named")]),
-    batch(jobs=[batch_job(None)] * 40 + [batch_job(f"n{i}") for i in range(40)]),
+    batch(jobs=[batch_job("a"), batch_job("b"), batch_job("named")]),
+    batch(jobs=[batch_job(f"n{i}") for i in range(MAX_JOBS_PER_BATCH)]),
     with_output(batch(), format="flac", sampleRate=48000, channels=2),
     with_output(
         batch(), format="mp3", bitrate="320k", channels=2, tags={"title": "x", "track_no": "1"}

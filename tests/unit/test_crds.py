@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from audioextract.api import crd
+from audioextract.api.constants import MAX_JOBS_PER_BATCH
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = crd.all_crds()
@@ -179,13 +180,18 @@ def test_cel_rules_are_in_place() -> None:
     for expected in [
         "source: exactly one of url or volume must be set",
         "output: set quality or bitrate, not both",
-        "jobs: names must be unique within the batch",
         "destination: exactly one of s3, volume or url must be set",
     ]:
         assert expected in messages
     assert (".spec.jobs[].source", "source: exactly one of url or volume must be set") in rules
     assert (".spec.source", "source: exactly one of url or volume must be set") in rules
-    assert _schema(NAMES[0])["properties"]["spec"]["properties"]["jobs"]["maxItems"] == 250
+    jobs = _schema(NAMES[0])["properties"]["spec"]["properties"]["jobs"]
+    assert jobs["maxItems"] == MAX_JOBS_PER_BATCH == 1000
+    # Unique names are the API server's own list-map check, not a (quadratic) CEL rule.
+    assert jobs["x-kubernetes-list-type"] == "map"
+    assert jobs["x-kubernetes-list-map-keys"] == ["name"]
+    assert "name" in jobs["items"]["required"]
+    assert "x-kubernetes-validations" not in jobs
 
 
 @pytest.mark.parametrize("name", NAMES)

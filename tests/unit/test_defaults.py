@@ -100,9 +100,9 @@ def test_effective_defaults_of_an_empty_spec() -> None:
     )
 
 
-def test_job_key_is_name_or_index() -> None:
-    spec = _spec({}, batch_job(None), batch_job("named"))
-    assert [job_key(j, i) for i, j in enumerate(spec.jobs)] == ["0", "named"]
+def test_job_key_is_the_name() -> None:
+    spec = _spec({}, batch_job("first"), batch_job("named"))
+    assert [job_key(j, i) for i, j in enumerate(spec.jobs)] == ["first", "named"]
 
 
 def test_task_needs_a_destination() -> None:

@@ -14,7 +14,7 @@ SUBDOMAIN = st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,250}[a-z0-9])?\Z", fullmatch
 )
 
 
-def spec(*names: str | None) -> BatchSpec:
+def spec(*names: str) -> BatchSpec:
     jobs = []
     for n in names:
         job: dict[str, object] = {"source": {"url": "https://example.com/a.mp4"}}
@@ -52,8 +52,8 @@ def test_child_names_are_always_dns_labels(batch, key):
 
 def test_desired_children_labels_owner_and_spec():
     ref = BatchRef(name="ep", namespace="ns", uid="u-1")
-    children = desired_children(ref, spec("intro", None))
-    assert [c["metadata"]["name"] for c in children] == ["ep-intro", "ep-1"]
+    children = desired_children(ref, spec("intro", "outro"))
+    assert [c["metadata"]["name"] for c in children] == ["ep-intro", "ep-outro"]
     first = children[0]
     assert first["metadata"]["labels"][LABEL_BATCH] == "ep"
     assert first["metadata"]["labels"][LABEL_JOB] == "intro"
@@ -69,7 +69,7 @@ def test_desired_children_labels_owner_and_spec():
     }
     assert first["spec"]["output"]["format"] == "flac"
     assert is_owned_by(first, "u-1") and not is_owned_by(first, "other")
-    assert desired_children(ref, spec("intro", None)) == children
+    assert desired_children(ref, spec("intro", "outro")) == children
 
 
 def test_batch_label_is_hashed_for_long_batch_names():

@@ -120,3 +120,20 @@ def test_nat64_answer_is_judged_by_its_ipv4_address() -> None:
 def test_bad_private_setting_is_named() -> None:
     with pytest.raises(ValueError, match="AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS"):
         GuardPolicy.from_env({"AUDIOEXTRACT_WEBHOOK_PRIVATE_NETWORKS": "maybe"}, Purpose.WEBHOOKS)
+
+
+@pytest.mark.parametrize(
+    ("address", "env", "says"),
+    [
+        ("127.0.0.1", {}, "list its network in AUDIOEXTRACT_ALLOW_NETWORKS"),
+        (
+            "10.1.2.3",
+            {"AUDIOEXTRACT_DENY_PRIVATE_NETWORKS": "true"},
+            "list its network in AUDIOEXTRACT_ALLOW_NETWORKS",
+        ),
+        ("169.254.169.254", {}, "not even through AUDIOEXTRACT_ALLOW_NETWORKS"),
+    ],
+)
+def test_refusal_names_the_setting(address: str, env: dict[str, str], says: str) -> None:
+    with pytest.raises(BlockedAddressError, match=says):
+        GuardPolicy.from_env(env).check(address)

@@ -1,9 +1,11 @@
 """Driving the worker as a subprocess, the way the Job runs it."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +109,45 @@ def run_worker(tmp_path: Path, media_files: dict[str, Path]) -> RunWorker:
 def media(name: str) -> dict[str, Any]:
     """A source on the ``media`` volume."""
     return {"volume": {"claimName": "media", "path": name}}
+
+
+@dataclass
+class InProcess:
+    """The worker's ``execute`` called in this process (no interpreter start per job)."""
+
+    media_dir: Path
+    out_dir: Path
+    tmp: Path
+
+    def __call__(
+        self, source: dict[str, Any], output: dict[str, Any], *, name: str = "job"
+    ) -> JobResult:
+        """Run one task; raises WorkerError as the worker would report it."""
+        from audioextract.api.task import Task
+        from audioextract.worker.job import execute
+        from audioextract.worker.log import JsonLogger
+        from audioextract.worker.settings import WorkerSettings
+        from audioextract.worker.storage import VolumeMap
+
+        output = {"destination": {"volume": {"claimName": "out"}}, **output}
+        task = Task.model_validate(
+            {"name": name, "source": source, "output": output, "timeoutSeconds": 120}
+        )
+        settings = WorkerSettings.from_env(
+            {"AUDIOEXTRACT_ALLOW_NETWORKS": LOOPBACK, "AUDIOEXTRACT_TEMP_DIR": str(self.tmp)}
+        )
+        volumes = VolumeMap(self.tmp, {"media": self.media_dir, "out": self.out_dir})
+        log = JsonLogger(name, stream=io.StringIO())
+        return execute(task, settings, volumes, log, time.monotonic() + 120)
+
+    def path(self, result: JobResult) -> Path:
+        """The delivered file of a result on the ``out`` volume."""
+        return self.out_dir / result.uri.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def in_process(tmp_path: Path, media_files: dict[str, Path]) -> InProcess:
+    """Run tasks in this process; sources on ``media``, outputs on ``out``."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir(exist_ok=True)
+    return InProcess(next(iter(media_files.values())).parent, out_dir, tmp_path / "scratch")

@@ -108,6 +108,22 @@ def test_opus_maps_unsupported_sample_rates_to_48k(run_worker: RunWorker) -> Non
     assert any(e["event"] == "note" and "48000" in e["message"] for e in run.logs())
 
 
+@pytest.mark.parametrize(
+    ("fmt", "channels", "layout"),
+    [("opus", 6, "5.1"), ("ogg", 6, "5.1"), ("flac", 6, "5.1(side)"), ("mp3", 2, "stereo")],
+)
+def test_surround_ac3_source(run_worker: RunWorker, fmt: str, channels: int, layout: str) -> None:
+    # AC-3 5.1 is 5.1(side): libopus needs it remapped to 5.1, mp3 downmixed to stereo.
+    run = run_worker(media("surround.mkv"), {"format": fmt, "normalize": fmt == "opus"})
+    assert run.returncode == 0, run.stderr
+    stream = next(
+        s
+        for s in m.probe(_out(run.out_dir, run.result)).raw["streams"]
+        if s["codec_type"] == "audio"
+    )
+    assert (stream["channels"], stream["channel_layout"]) == (channels, layout)
+
+
 @pytest.mark.parametrize(("fmt", "target"), [("mp3", None), ("m4a", -16.0)])
 def test_normalize_hits_the_target(run_worker: RunWorker, fmt: str, target: float | None) -> None:
     output: dict[str, object] = {"format": fmt, "normalize": True}

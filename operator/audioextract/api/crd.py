@@ -238,10 +238,15 @@ def run(args: argparse.Namespace) -> int:
             )
         return 1 if stale else 0
     if args.write is not None:
-        args.write.mkdir(parents=True, exist_ok=True)
-        for name, crd in all_crds().items():
-            (args.write / name).write_text(render(crd))
-            print(args.write / name)
+        try:
+            args.write.mkdir(parents=True, exist_ok=True)
+            for name, crd in all_crds().items():
+                (args.write / name).write_text(render(crd))
+                print(args.write / name)
+        except OSError as exc:
+            # A bad flag exits 2 naming it, as every command does (docs/local.md).
+            print(f"error: --write {args.write}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         return 0
     sys.stdout.write("---\n".join(render(crd) for crd in all_crds().values()))
     return 0

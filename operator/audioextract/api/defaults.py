@@ -56,8 +56,13 @@ def merge_output(base: Output | None, own: Output | None) -> Output:
 
 
 def job_key(job: BatchJob, index: int) -> str:
-    """A job's name within its Batch: its own, else its index in the list."""
-    return job.name if job.name is not None else str(index)
+    """A job's key within its Batch: its name (required, the key of the jobs list-map).
+
+    ``index`` is kept for callers that still pass the list position; names are
+    required since the list became a map, so it no longer decides anything.
+    """
+    del index
+    return job.name
 
 
 def resolve_batch_job(spec: BatchSpec, job: BatchJob) -> ExtractionJobSpec:

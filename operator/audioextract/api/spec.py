@@ -26,6 +26,20 @@ LOSSLESS = (Format.FLAC, Format.WAV, Format.ALAC)
 SampleRate = Literal[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000]
 SAMPLE_RATES: tuple[int, ...] = SampleRate.__args__  # type: ignore[attr-defined]
 TAG_KEY = r"^[a-z][a-z0-9_]{0,63}$"
+# The keys ffmpeg maps to RIFF INFO chunks: all a WAV file can hold.
+WAV_TAGS = (
+    "album",
+    "artist",
+    "comment",
+    "copyright",
+    "date",
+    "encoded_by",
+    "genre",
+    "language",
+    "title",
+    "track",
+)
+WAV_TAGS_MESSAGE = "output.tags: wav (RIFF INFO) holds only " + ", ".join(WAV_TAGS)
 JOB_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 
@@ -293,7 +307,11 @@ class Loudness(Model):
         default=None, ge=-9, le=0, description="Maximum true peak in dBTP. Default: -1."
     )
     lra: float | None = Field(
-        default=None, ge=1, le=50, description="Loudness range target in LU. Default: 7."
+        default=None,
+        ge=1,
+        le=50,
+        description="Loudness range target in LU, reported against: the range is never "
+        "compressed. Default: 7.",
     )
 
 
@@ -321,6 +339,11 @@ class Output(Model):
                 "!has(self.channels) || !has(self.format) || self.format != 'mp3' || self.channels <= 2",
                 "output.channels: mp3 supports at most 2 channels",
             ),
+            cel(
+                "!has(self.tags) || !has(self.format) || self.format != 'wav' || "
+                "self.tags.all(k, k in [" + ", ".join(f"'{k}'" for k in WAV_TAGS) + "])",
+                WAV_TAGS_MESSAGE,
+            ),
         )
     }
 
@@ -344,7 +367,9 @@ class Output(Model):
     )
     normalize: bool | None = Field(
         default=None,
-        description="EBU R128 loudness normalisation (two-pass loudnorm). Default: false.",
+        description="EBU R128 loudness normalisation: measured linear gain, a true-peak limiter "
+        "only where needed, verified on the output (within 0.5 LU, true peak at or under the "
+        "target). Default: false.",
     )
     loudness: Loudness | None = Field(
         default=None, description="Loudness targets used when normalize is true."
@@ -371,7 +396,9 @@ class Output(Model):
                 "output.tags: keys must match ^[a-z][a-z0-9_]{0,63}$",
             )
         ),
-        description="Metadata tags written into the file (title, artist, album, date, genre, comment, ...).",
+        description="Metadata tags written into the file (title, artist, album, date, genre, "
+        "comment, language, any other lower-case key; wav holds only its RIFF INFO keys). "
+        "The source's own metadata is never copied.",
     )
     destination: Destination | None = Field(
         default=None,
@@ -386,6 +413,8 @@ class Output(Model):
             raise ValueError("output.bitrate does not apply to lossless formats (flac, wav, alac)")
         if self.channels is not None and self.format == Format.MP3 and self.channels > 2:
             raise ValueError("output.channels: mp3 supports at most 2 channels")
+        if self.tags and self.format == Format.WAV and not set(self.tags) <= set(WAV_TAGS):
+            raise ValueError(WAV_TAGS_MESSAGE)
         return self
 
 
@@ -453,12 +482,12 @@ class JobTemplate(Model):
 class BatchJob(JobTemplate):
     """One job of a Batch."""
 
-    name: str | None = Field(
-        default=None,
+    name: str = Field(
+        min_length=1,
         max_length=63,
         pattern=JOB_NAME,
-        description="Name, unique in the Batch; the ExtractionJob is named <batch>-<name>. "
-        "Default: the job's index in the list.",
+        description="Name of the job, unique in the Batch (the API server refuses a duplicate); "
+        "the ExtractionJob is named <batch>-<name>. Required: it is the key of the jobs list.",
     )
 
 
@@ -506,23 +535,13 @@ class FailurePolicy(Model):
 class BatchSpec(Model):
     """Desired state of a Batch."""
 
-    model_config = {
-        "json_schema_extra": rules(
-            cel(
-                # exists_one over the named jobs fits the API server's CEL cost budget
-                # at maxItems; filter(...).size() inside all() does not.
-                "self.jobs.filter(j, has(j.name)).map(j, j.name)"
-                ".all(n, self.jobs.exists_one(k, has(k.name) && k.name == n))",
-                "jobs: names must be unique within the batch",
-                ".jobs",
-            )
-        )
-    }
-
     jobs: list[BatchJob] = Field(
         min_length=1,
         max_length=MAX_JOBS_PER_BATCH,
-        description="The extraction jobs of this batch.",
+        # A list-map keyed by name: the API server refuses duplicate names itself, in
+        # linear time, where a CEL rule would be quadratic (docs/api.md).
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="The extraction jobs of this batch, keyed by name.",
     )
     defaults: JobDefaults | None = Field(default=None, description="Values merged under every job.")
     parallelism: int | None = Field(
@@ -559,13 +578,13 @@ class BatchSpec(Model):
     @field_validator("jobs")
     @classmethod
     def _unique_names(cls, jobs: list[BatchJob]) -> list[BatchJob]:
+        # Worded like the API server's own refusal of a duplicate list-map key.
         seen: set[str] = set()
-        for job in jobs:
-            if job.name is None:
-                continue
+        for index, job in enumerate(jobs):
             if job.name in seen:
                 raise ValueError(
-                    f"jobs: names must be unique within the batch ({job.name!r} repeats)"
+                    f"jobs[{index}]: Duplicate value: name {job.name!r}; "
+                    "job names must be unique within the batch"
                 )
             seen.add(job.name)
         return jobs

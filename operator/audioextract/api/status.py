@@ -35,6 +35,35 @@ class Condition(Model):
     )
 
 
+class LoudnessResult(Model):
+    """How loudness normalisation went (docs/worker.md, "Loudness")."""
+
+    method: str = Field(
+        max_length=32,
+        description="linear (one gain), linear+limiter (gain and a true-peak limiter) "
+        "or none (nothing applied; see reason).",
+    )
+    target_met: bool = Field(
+        description="True when the output is within 0.5 LU of the integrated target "
+        "and at or under the true-peak target."
+    )
+    reason: str | None = Field(
+        default=None, max_length=512, description="Why the target was not met, or a note."
+    )
+    gain_db: float | None = Field(default=None, description="The linear gain applied, in dB.")
+    input_integrated_lufs: float | None = Field(
+        default=None, description="Integrated loudness of the source (after trim and downmix)."
+    )
+    input_true_peak_db: float | None = Field(
+        default=None, description="True peak of the source in dBTP."
+    )
+    input_lra: float | None = Field(default=None, description="Loudness range of the source in LU.")
+    integrated_lufs: float | None = Field(
+        default=None, description="Integrated loudness of the output in LUFS."
+    )
+    true_peak_db: float | None = Field(default=None, description="True peak of the output in dBTP.")
+
+
 class JobResult(Model):
     """What the worker produced."""
 
@@ -43,20 +72,39 @@ class JobResult(Model):
         description="Location of the audio file (s3://, volume path or URL without query).",
     )
     size_bytes: int = Field(ge=0, description="Size of the file in bytes.")
-    duration_seconds: float = Field(ge=0, description="Duration of the audio in seconds.")
+    duration_seconds: float = Field(
+        ge=0,
+        description="Duration of the audio in seconds (measured by decoding where the "
+        "container only estimates it).",
+    )
     format: str = Field(max_length=16, description="Output format.")
     codec: str = Field(max_length=64, description="Audio codec as ffprobe names it.")
     bitrate: int | None = Field(
-        default=None, ge=0, description="Average bitrate in bits per second."
+        default=None,
+        ge=0,
+        description="Average bitrate in bits per second: the file's size x 8 / its duration.",
     )
-    sample_rate: int = Field(ge=0, description="Sample rate in Hz.")
+    sample_rate: int = Field(
+        ge=0, description="Sample rate the audio was encoded at, in Hz (opus: the input rate)."
+    )
     channels: int = Field(ge=0, description="Channel count.")
+    channel_layout: str | None = Field(
+        default=None, max_length=32, description="Channel layout as ffmpeg names it (5.1, stereo)."
+    )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the file, hex.")
     loudness_lufs: float | None = Field(
         default=None,
         description="Measured integrated loudness of the output in LUFS, when normalised.",
     )
+    loudness: LoudnessResult | None = Field(
+        default=None, description="Normalisation figures and method, when normalize is true."
+    )
     stream_copied: bool = Field(description="True when the audio was copied without re-encoding.")
+    replaced: bool | None = Field(
+        default=None,
+        description="True when an object of the same name existed and was replaced "
+        "(an earlier attempt or run of this job; docs/worker.md, Overwrites).",
+    )
 
 
 class JobError(Model):

@@ -48,6 +48,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
     elector: LeaderElector | None = None
     tasks: list[asyncio.Task[None]] = []
     controller: Controller
+    identity = _identity(settings)
     if not args.standalone:
         lease_ns = (
             settings.lease_namespace
@@ -58,7 +59,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             kube,
             lease_ns,
             settings.lease_name,
-            _identity(settings),
+            identity,
             settings.lease_duration_seconds,
         )
     controller = Controller(kube, settings, namespaces or None, elector)
@@ -67,9 +68,13 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         tasks.append(asyncio.create_task(elector.run(controller.leadership)))
     tasks.append(asyncio.create_task(controller.run()))
     try:
-        # kopf's own peering stays off: the Lease above is the leader election.
+        # kopf's own peering stays off: the Lease above is the leader election. The
+        # identity is passed because kopf otherwise derives one from getpass.getuser(),
+        # which fails for a uid without a passwd entry (the images' 65532, any runAsUser).
         await kopf.operator(
             registry=registry.REGISTRY,
+            # kopf's Identity is a NewType of str that kopf does not export.
+            identity=identity,  # type: ignore[arg-type]
             standalone=True,
             namespaces=namespaces,
             clusterwide=not namespaces,

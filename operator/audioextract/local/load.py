@@ -16,6 +16,7 @@ from audioextract.api.base import DNS_SUBDOMAIN
 from audioextract.api.constants import BATCH_KIND, JOB_KIND
 from audioextract.api.resources import Batch, ExtractionJob
 from audioextract.api.spec import BatchSpec, ExtractionJobSpec, Webhook
+from audioextract.api.validation import parse_input
 
 STDIN = "-"
 DEFAULT_NAMESPACE = "default"
@@ -67,6 +68,9 @@ def validation_messages(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         where = field_path(err.get("loc", ())) or "(object)"
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            # As the API server words it (strict field validation).
+            message = f'unknown field "{err["loc"][-1]}"'
         out.append(f"{where}: {message}")
     return out
 
@@ -116,7 +120,7 @@ def from_object(obj: dict[str, Any], where: str = STDIN) -> Loaded:
         raise InvalidInputError([f"kind: expected {BATCH_KIND} or {JOB_KIND}, got {kind!r}"])
     try:
         model: Batch | ExtractionJob = (
-            Batch.model_validate(obj) if kind == BATCH_KIND else ExtractionJob.model_validate(obj)
+            parse_input(Batch, obj) if kind == BATCH_KIND else parse_input(ExtractionJob, obj)
         )
     except ValidationError as exc:
         raise InvalidInputError(validation_messages(exc)) from exc

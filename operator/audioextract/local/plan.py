@@ -29,6 +29,8 @@ from audioextract.reconcile.names import child_name
 # The claim name under which --out is mounted for the worker. A valid claim name (the
 # task is validated like any other) that no one is likely to use for a real volume.
 OUT_CLAIM = "audioextract-local-out"
+# Where jobs without a destination write: the --out directory, as a volume.
+LOCAL_DESTINATION = Destination(volume=VolumeDirectory(claim_name=OUT_CLAIM))
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def build_plan(
     loaded: Loaded, volumes: dict[str, Path], out_dir: Path, parallel: int | None
 ) -> Plan:
     """Resolve every job and its task; raises InvalidInputError naming unmapped volumes."""
-    default = Destination(volume=VolumeDirectory(claim_name=OUT_CLAIM))
+    default = LOCAL_DESTINATION
     jobs: list[LocalJob] = []
     errors: list[str] = []
     for index, key, name, spec, where in _resolved(loaded):

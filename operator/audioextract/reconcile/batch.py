@@ -17,6 +17,7 @@ from audioextract.api.constants import ANNOTATION_RETRY_FAILED, BATCH_KIND, Erro
 from audioextract.api.defaults import job_key
 from audioextract.api.spec import BatchSpec, Webhook
 from audioextract.api.status import BatchStatus, ExtractionJobStatus, WebhookStatus
+from audioextract.api.validation import batch_output_conflicts
 from audioextract.reconcile import events
 from audioextract.reconcile.children import BatchRef, child_manifest, is_owned_by
 from audioextract.reconcile.events import EventSpec
@@ -63,6 +64,10 @@ def parse_batch_spec(batch: Obj, max_jobs: int) -> BatchSpec | str:
         return (
             f"spec.jobs: {len(spec.jobs)} jobs exceed the operator's maxJobsPerBatch ({max_jobs})"
         )
+    # One output, one job; jobs without a destination share the default one.
+    conflicts = batch_output_conflicts(batch["metadata"]["name"], spec, None, child_name)
+    if conflicts:
+        return "; ".join(conflicts)
     return spec
 
 

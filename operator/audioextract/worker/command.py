@@ -13,12 +13,95 @@ import ffmpeg
 from audioextract.api.constants import Format, Quality
 from audioextract.api.defaults import DEFAULT_LOUDNESS, DEFAULT_QUALITY
 from audioextract.api.spec import Loudness, Output
+from audioextract.api.validation import FORMAT_EXTENSIONS
+from audioextract.worker.loudness import Measurement
 
-# Demuxers a source may use. Left out on purpose: hls, dash, concat, image2,
-# playlists and anything else that opens further URLs or local files.
-DEMUXERS = (
-    "mov,matroska,avi,flv,mpegts,mpeg,asf,ogg,wav,w64,mp3,aac,flac,ac3,eac3,dts,truehd,"
-    "mlp,caf,aiff,wv,ape,tta,amr,au,mxf,nut,rm,dv,gxf,tak"
+# Demuxers a source may use (ffmpeg's -format_whitelist), reviewed against the audio
+# and video containers people have (docs/worker.md, "Containers"). None of these opens
+# another URL or file: the mov demuxer's external data references stay disabled
+# (enable_drefs=0 is its default).
+ALLOWED_DEMUXERS: tuple[str, ...] = (
+    # Video containers: MP4/MOV/M4A/3GP, Matroska/WebM, AVI, Flash, MPEG-TS (also
+    # M2TS/AVCHD), MPEG-PS (VOB, .mpg), Windows Media (ASF), RealMedia, DV, broadcast
+    # (MXF, GXF), NUT, Windows Media Center recordings (WTV).
+    "mov",
+    "matroska",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",
+    "asf",
+    "rm",
+    "dv",
+    "mxf",
+    "gxf",
+    "nut",
+    "wtv",
+    # Audio containers and raw audio streams that carry a header or sync words.
+    "ogg",
+    "wav",
+    "w64",
+    "caf",
+    "aiff",
+    "au",
+    "voc",
+    "ircam",
+    "nistsphere",
+    "mp3",
+    "aac",
+    "loas",
+    "flac",
+    "ac3",
+    "eac3",
+    "dts",
+    "dtshd",
+    "truehd",
+    "mlp",
+    "wv",
+    "ape",
+    "tta",
+    "tak",
+    "mpc",
+    "mpc8",
+    "shn",
+    "dsf",
+    "oma",
+    "amr",
+    "amrnb",
+    "amrwb",
+)
+# Left out, each for its reason (docs/worker.md lists them for users):
+# - hls, dash, webm_dash_manifest, imf, concat, ffmetadata, image2, vobsub, sdp, rtp,
+#   rtsp: they open further URLs or local files named inside the source.
+# - lavfi and every device (alsa, pulse, oss, jack, openal, v4l2, x11grab, fbdev,
+#   kmsgrab, libcdio, ...): not files; lavfi's movie filter reads arbitrary paths.
+# - raw headerless PCM and telephony codecs (s16le, alaw, mulaw, g722, g726, gsm, sln,
+#   sbc, aptx, codec2, ...): nothing to probe, parameters would have to be guessed.
+# - tracker modules and game formats (libopenmpt, libgme, mods, bink, ea, xa, vag,
+#   brstm, ...): not sources of audio-from-video, large attack surface.
+# - swf: zlib-compressed wrapper (decompression bomb) for a format nobody delivers now.
+# - video-only elementary streams and image formats: no audio to extract.
+# - aa, aax: Audible files need the owner's activation key.
+DEMUXERS = ",".join(ALLOWED_DEMUXERS)
+
+# Raw elementary streams: no index or sample count, so the duration ffprobe declares
+# is an estimate from the bitrate and cannot prove a truncation.
+RAW_STREAM_DEMUXERS = frozenset(
+    {
+        "mp3",
+        "aac",
+        "ac3",
+        "eac3",
+        "dts",
+        "dtshd",
+        "truehd",
+        "mlp",
+        "amr",
+        "amrnb",
+        "amrwb",
+        "loas",
+        "mpc",
+    }
 )
 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
@@ -40,16 +123,32 @@ class FormatSpec:
 
 
 FORMATS: dict[Format, FormatSpec] = {
-    Format.MP3: FormatSpec("libmp3lame", "mp3", ".mp3", False, frozenset({"mp3"})),
+    Format.MP3: FormatSpec(
+        "libmp3lame", "mp3", FORMAT_EXTENSIONS[Format.MP3], False, frozenset({"mp3"})
+    ),
     # A .aac file is raw ADTS, which every player expects from that extension;
     # m4a is the same codec in an MP4 (iPod) container.
-    Format.AAC: FormatSpec("aac", "adts", ".aac", False, frozenset({"aac"})),
-    Format.M4A: FormatSpec("aac", "ipod", ".m4a", False, frozenset({"aac"})),
-    Format.FLAC: FormatSpec("flac", "flac", ".flac", True, frozenset({"flac"})),
-    Format.WAV: FormatSpec("pcm_s16le", "wav", ".wav", True, frozenset({"pcm_s16le", "pcm_s24le"})),
-    Format.OPUS: FormatSpec("libopus", "opus", ".opus", False, frozenset({"opus"})),
-    Format.OGG: FormatSpec("libvorbis", "ogg", ".ogg", False, frozenset({"vorbis"})),
-    Format.ALAC: FormatSpec("alac", "ipod", ".m4a", True, frozenset({"alac"})),
+    Format.AAC: FormatSpec("aac", "adts", FORMAT_EXTENSIONS[Format.AAC], False, frozenset({"aac"})),
+    Format.M4A: FormatSpec("aac", "ipod", FORMAT_EXTENSIONS[Format.M4A], False, frozenset({"aac"})),
+    Format.FLAC: FormatSpec(
+        "flac", "flac", FORMAT_EXTENSIONS[Format.FLAC], True, frozenset({"flac"})
+    ),
+    Format.WAV: FormatSpec(
+        "pcm_s16le",
+        "wav",
+        FORMAT_EXTENSIONS[Format.WAV],
+        True,
+        frozenset({"pcm_s16le", "pcm_s24le"}),
+    ),
+    Format.OPUS: FormatSpec(
+        "libopus", "opus", FORMAT_EXTENSIONS[Format.OPUS], False, frozenset({"opus"})
+    ),
+    Format.OGG: FormatSpec(
+        "libvorbis", "ogg", FORMAT_EXTENSIONS[Format.OGG], False, frozenset({"vorbis"})
+    ),
+    Format.ALAC: FormatSpec(
+        "alac", "ipod", FORMAT_EXTENSIONS[Format.ALAC], True, frozenset({"alac"})
+    ),
 }
 
 # VBR presets per codec. ffmpeg's native AAC encoder's VBR mode is experimental and
@@ -74,6 +173,123 @@ QUALITY_PRESETS: dict[Format, dict[Quality, dict[str, Any]]] = {
     },
 }
 
+# Channel layouts (docs/worker.md, "Channel layouts"). The layouts each format carries
+# as they are; None: any layout (WAV's channel mask).
+CHANNEL_COUNTS: dict[str, int] = {
+    "mono": 1,
+    "stereo": 2,
+    "2.1": 3,
+    "3.0": 3,
+    "4.0": 4,
+    "quad": 4,
+    "5.0": 5,
+    "5.0(side)": 5,
+    "5.1": 6,
+    "5.1(side)": 6,
+    "6.1": 7,
+    "6.1(back)": 7,
+    "7.1": 8,
+    "7.1(wide)": 8,
+}
+_VORBIS_ORDER = frozenset({"mono", "stereo", "3.0", "quad", "5.0", "5.1", "6.1", "7.1"})
+CARRIED_LAYOUTS: dict[Format, frozenset[str] | None] = {
+    Format.MP3: frozenset({"mono", "stereo"}),
+    # The native AAC encoder writes these with a channel configuration or a PCE that
+    # decoders read back as the same layout.
+    Format.AAC: frozenset({"mono", "stereo", "2.1", "3.0", "4.0", "quad", "5.0", "5.1", "7.1"}),
+    Format.M4A: frozenset({"mono", "stereo", "2.1", "3.0", "4.0", "quad", "5.0", "5.1", "7.1"}),
+    # FLAC's fixed channel assignments, with both 5.x flavours (WAVEFORMATEXTENSIBLE mask).
+    Format.FLAC: frozenset(
+        {"mono", "stereo", "3.0", "quad", "5.0", "5.0(side)", "5.1", "5.1(side)", "6.1", "7.1"}
+    ),
+    # Vorbis channel order, which opus uses with mapping family 1.
+    Format.OGG: _VORBIS_ORDER,
+    Format.OPUS: _VORBIS_ORDER,
+    Format.ALAC: frozenset(
+        {"mono", "stereo", "3.0", "4.0", "5.0", "5.1", "6.1(back)", "7.1(wide)"}
+    ),
+    Format.WAV: None,
+}
+# A layout a format cannot carry becomes the next one here (ffmpeg's resampler moves
+# side speakers to back ones 1:1 and folds centre channels into pairs), until it is
+# carried; what is still not carried is downmixed to stereo (mono stays mono).
+LAYOUT_SUBSTITUTES: dict[str, str] = {
+    "5.1(side)": "5.1",
+    "5.0(side)": "5.0",
+    "4.0": "quad",
+    "quad": "5.0",
+    "6.1": "6.1(back)",
+    "6.1(back)": "6.1",
+    "7.1": "7.1(wide)",
+    "7.1(wide)": "7.1",
+    "2.1": "stereo",
+}
+# Same speakers under another name: relabelled without remixing. ffmpeg names ALAC's
+# 8-channel layout 7.1(wide); its two extra channels carry 7.1's side pair.
+LAYOUT_RELABELS: dict[tuple[str, str], str] = {
+    ("7.1", "7.1(wide)"): "FL-FL|FR-FR|FC-FC|LFE-LFE|BL-BL|BR-BR|SL-FLC|SR-FRC",
+    ("7.1(wide)", "7.1"): "FL-FL|FR-FR|FC-FC|LFE-LFE|BL-BL|BR-BR|FLC-SL|FRC-SR",
+}
+DEFAULT_LAYOUTS: dict[int, str] = {
+    1: "mono",
+    2: "stereo",
+    3: "3.0",
+    4: "quad",
+    5: "5.0",
+    6: "5.1",
+    7: "6.1",
+    8: "7.1",
+}
+
+
+@dataclass(frozen=True)
+class LayoutPlan:
+    """The output's channel layout and the filter that makes it (None: none needed)."""
+
+    layout: str
+    filter: str | None
+    note: str | None
+
+
+def _carried(fmt: Format, layout: str) -> bool:
+    carried = CARRIED_LAYOUTS[fmt]
+    return carried is None or layout in carried
+
+
+def plan_layout(
+    fmt: Format, src_layout: str | None, src_channels: int, channels: int | None
+) -> LayoutPlan:
+    """Which layout the output gets, and how (kept, relabelled, remixed or downmixed)."""
+    known = src_layout if src_layout in CHANNEL_COUNTS else None
+    if channels is not None and channels != src_channels:
+        wanted = DEFAULT_LAYOUTS[channels]
+    else:
+        wanted = known or DEFAULT_LAYOUTS.get(src_channels, "stereo")
+    target = wanted
+    seen = {target}
+    while not _carried(fmt, target):
+        nxt = LAYOUT_SUBSTITUTES.get(target)
+        if nxt is None or nxt in seen:
+            nxt = "mono" if CHANNEL_COUNTS[target] == 1 else "stereo"
+            seen.add(nxt)
+            target = nxt
+            break
+        seen.add(nxt)
+        target = nxt
+    note = None
+    if target != wanted:
+        how = "downmixed" if CHANNEL_COUNTS[target] < CHANNEL_COUNTS[wanted] else "converted"
+        note = f"{fmt} cannot carry the {wanted} layout: {how} to {target}"
+    if src_layout == target:
+        return LayoutPlan(target, None, note)
+    relabel = LAYOUT_RELABELS.get((src_layout or "", target))
+    if relabel is not None:
+        return LayoutPlan(target, f"channelmap=map={relabel}:channel_layout={target}", note)
+    if src_layout is None and CHANNEL_COUNTS[target] == src_channels:
+        # No layout to convert from: name the channels by their count.
+        return LayoutPlan(target, f"channelmap=channel_layout={target}", note)
+    return LayoutPlan(target, f"aformat=channel_layouts={target}", note)
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -85,6 +301,9 @@ class AudioInfo:
     bit_rate: int | None = None
     bits: int | None = None
     duration: float | None = None
+    layout: str | None = None
+    # The container only estimates the duration (raw streams: from the bitrate).
+    duration_estimated: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +319,18 @@ class EncodePlan:
     sample_fmt: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    layout: str | None = None
+    layout_filter: str | None = None
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the codec discards information (its output needs peak headroom)."""
+        return not self.spec.lossless
+
+    def filters(self, *extra: str | None) -> str | None:
+        """The audio filter chain: the layout conversion first, then ``extra``."""
+        chain = [f for f in (self.layout_filter, *extra) if f]
+        return ",".join(chain) or None
 
 
 @dataclass(frozen=True)
@@ -113,26 +344,9 @@ class InputSpec:
     duration: float | None = None
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """EBU R128 figures from the ebur128 filter."""
-
-    integrated: float
-    threshold: float
-    lra: float
-    true_peak: float
-
-
 def bitrate_bps(text: str) -> int:
     """``"192k"`` as bits per second."""
     return int(text.removesuffix("k")) * 1000
-
-
-def output_filename(output: Output, task_name: str) -> str:
-    """output.filename or the task's name, with the format's extension added when missing."""
-    spec = FORMATS[Format(output.format or Format.MP3)]
-    name = output.filename or task_name
-    return name if name.lower().endswith(spec.extension) else name + spec.extension
 
 
 def _wants_processing(output: Output, src: AudioInfo) -> list[str]:
@@ -172,15 +386,13 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
         notes.append(f"mp3 supports at most 48 kHz: {effective_rate} Hz encoded at 48000 Hz")
         rate = MP3_MAX_RATE
     elif output.normalize and rate is None:
-        # loudnorm works at 192 kHz internally; say which rate to come back to.
+        # The true-peak limiter runs at 192 kHz; say which rate to come back to.
         rate = src.sample_rate
 
-    channels = output.channels
-    if fmt == Format.MP3 and channels is None and src.channels > 2:
-        notes.append(
-            f"mp3 supports at most 2 channels: {src.channels} channels downmixed to stereo"
-        )
-        channels = 2
+    layout = plan_layout(fmt, src.layout, src.channels, output.channels)
+    if layout.note is not None:
+        notes.append(layout.note)
+    channels = CHANNEL_COUNTS[layout.layout]
 
     codec = spec.encoder
     sample_fmt = None
@@ -200,6 +412,10 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
     else:
         quality = Quality(output.quality or DEFAULT_QUALITY)
         options.update(QUALITY_PRESETS[fmt][quality])
+    if fmt == Format.OPUS and channels > 2:
+        # Family 1 (Vorbis channel order) is what players decode as surround; the
+        # default (-1) refuses most layouts.
+        options["mapping_family"] = 1
     return EncodePlan(
         format=fmt,
         spec=spec,
@@ -210,6 +426,8 @@ def plan_encode(output: Output, src: AudioInfo) -> EncodePlan:
         sample_fmt=sample_fmt,
         options=options,
         notes=tuple(notes),
+        layout=layout.layout,
+        layout_filter=layout.filter,
     )
 
 
@@ -217,32 +435,6 @@ def loudness_targets(output: Output) -> Loudness:
     """output.loudness over DEFAULT_LOUDNESS, field by field."""
     own = output.loudness.model_dump(exclude_none=True) if output.loudness else {}
     return Loudness.model_validate({**DEFAULT_LOUDNESS.model_dump(), **own})
-
-
-def _clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
-
-
-def loudnorm_filter(targets: Loudness, measured: Measurement) -> str:
-    """The second-pass loudnorm filter: linear gain from the first pass's measurement.
-
-    loudnorm itself falls back to its dynamic mode when linear gain would push the
-    true peak over the target or the source's range exceeds the target range.
-    """
-    params = {
-        "I": targets.integrated_lufs,
-        "TP": targets.true_peak_db,
-        "LRA": targets.lra,
-        "measured_I": _clamp(measured.integrated, -99, 0),
-        "measured_TP": _clamp(measured.true_peak, -99, 99),
-        "measured_LRA": _clamp(measured.lra, 0, 99),
-        "measured_thresh": _clamp(measured.threshold, -99, 0),
-        "linear": "true",
-        "print_format": "none",
-    }
-    return "loudnorm=" + ":".join(
-        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-    )
 
 
 _SUMMARY = re.compile(
@@ -255,20 +447,77 @@ _SUMMARY = re.compile(
 
 
 def parse_ebur128(stderr: str) -> Measurement | None:
-    """The ebur128 filter's summary from ffmpeg's log; None when absent or silent."""
+    """The ebur128 filter's summary from ffmpeg's log (-inf kept); None when absent."""
     matches = list(_SUMMARY.finditer(stderr))
     if not matches:
         return None
     m = matches[-1]
-    if m["i"] == "-inf":
-        return None
     peak = m["tp"]
     return Measurement(
         integrated=float(m["i"]),
-        threshold=-70.0 if m["thr"] == "-inf" else float(m["thr"]),
+        threshold=float(m["thr"]),
         lra=float(m["lra"]),
-        true_peak=-99.0 if peak in (None, "-inf") else float(peak),
+        true_peak=float("-inf") if peak is None else float(peak),
     )
+
+
+# Keys ffmpeg's MP4 (ipod) muxer writes as iTunes atoms; any other key becomes a
+# freeform atom (----:com.apple.iTunes:KEY) written after muxing.
+MP4_NATIVE_TAGS = frozenset(
+    {
+        "title",
+        "artist",
+        "album_artist",
+        "album",
+        "composer",
+        "comment",
+        "genre",
+        "copyright",
+        "grouping",
+        "lyrics",
+        "description",
+        "synopsis",
+        "date",
+        "track",
+        "disc",
+        "show",
+        "network",
+        "episode_id",
+        "keywords",
+    }
+)
+ISO_639_2 = re.compile(r"^[a-z]{3}$")
+
+
+@dataclass(frozen=True)
+class TagPlan:
+    """Where each requested tag goes: the muxer's global or stream metadata, or a freeform atom."""
+
+    global_tags: dict[str, str]
+    stream_tags: dict[str, str]
+    freeform: dict[str, str]
+
+
+def muxer_tags(fmt: Format, tags: dict[str, str]) -> TagPlan:
+    """Split the requested tags by how ``fmt`` stores them (docs/worker.md, "Tags")."""
+    mp4 = fmt in (Format.M4A, Format.ALAC)
+    global_tags: dict[str, str] = {}
+    stream_tags: dict[str, str] = {}
+    freeform: dict[str, str] = {}
+    for key, value in tags.items():
+        if key == "language":
+            # A stream property (mdhd in MP4, LANGUAGE in Vorbis comments).
+            if not mp4 or ISO_639_2.match(value):
+                stream_tags[key] = value
+            if not mp4:
+                global_tags[key] = value
+            elif not ISO_639_2.match(value):
+                freeform[key] = value
+        elif mp4 and key not in MP4_NATIVE_TAGS:
+            freeform[key] = value
+        else:
+            global_tags[key] = value
+    return TagPlan(global_tags, stream_tags, freeform)
 
 
 def _base_args(loglevel: str) -> list[str]:
@@ -294,25 +543,36 @@ def build_command(
     tags: dict[str, str] | None = None,
     progress: bool = True,
 ) -> list[str]:
-    """The full ffmpeg argument list for the encode (or copy) step."""
+    """The full ffmpeg argument list for the encode (or copy) step.
+
+    ``audio_filter`` runs after the plan's layout conversion. The source's own
+    metadata and chapters are never carried over: only ``tags`` are written.
+    """
     kwargs: dict[str, Any] = {
         "vn": None,
         "sn": None,
         "dn": None,
+        "map_metadata": -1,
+        "map_chapters": -1,
         "c:a": plan.codec,
         "f": plan.spec.muxer,
     }
     if plan.sample_rate is not None:
         kwargs["ar"] = plan.sample_rate
-    if plan.channels is not None:
-        kwargs["ac"] = plan.channels
     if plan.sample_fmt is not None:
         kwargs["sample_fmt"] = plan.sample_fmt
-    if audio_filter is not None:
-        kwargs["af"] = audio_filter
+    chain = None if plan.stream_copy else plan.filters(audio_filter)
+    if chain is not None:
+        kwargs["af"] = chain
     kwargs.update(plan.options)
-    for i, (key, value) in enumerate(sorted((tags or {}).items())):
+    if plan.format == Format.AAC:
+        # Raw ADTS has no metadata of its own; an ID3v2 header carries the tags.
+        kwargs["write_id3v2"] = 1
+    written = muxer_tags(plan.format, tags or {})
+    for i, (key, value) in enumerate(sorted(written.global_tags.items())):
         kwargs[f"metadata:g:{i}"] = f"{key}={value}"
+    for i, (key, value) in enumerate(sorted(written.stream_tags.items())):
+        kwargs[f"metadata:s:a:{i}"] = f"{key}={value}"
     stream = ffmpeg.output(_input_stream(source), output_path, **kwargs)
     head = _base_args("error")
     if progress:
@@ -321,15 +581,20 @@ def build_command(
 
 
 def build_measure_command(
-    source: InputSpec, *, audio_filter: str | None = None, progress: bool = True
+    source: InputSpec,
+    *,
+    audio_filter: str | None = None,
+    progress: bool = True,
+    loudness: bool = True,
 ) -> list[str]:
-    """An ffmpeg run that decodes the chosen audio track and measures it with ebur128."""
-    chain = "ebur128=peak=true:framelog=verbose"
-    if audio_filter:
-        chain = f"{audio_filter},{chain}"
-    stream = ffmpeg.output(
-        _input_stream(source), "-", vn=None, sn=None, dn=None, af=chain, f="null"
-    )
+    """An ffmpeg run that decodes the chosen audio track (and measures it with ebur128)."""
+    chain = [audio_filter] if audio_filter else []
+    if loudness:
+        chain.append("ebur128=peak=true:framelog=verbose")
+    kwargs: dict[str, Any] = {"vn": None, "sn": None, "dn": None, "f": "null"}
+    if chain:
+        kwargs["af"] = ",".join(chain)
+    stream = ffmpeg.output(_input_stream(source), "-", **kwargs)
     head = _base_args("info")
     if progress:
         head += ["-progress", "pipe:1"]

@@ -187,3 +187,40 @@ def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:
     if not 200 <= resp.status < 300:
         raise WorkerError(ErrorCode.OUTPUT_WRITE_FAILED, f"PUT {shown} answered HTTP {resp.status}")
     return shown
+
+
+def already_there(
+    dest: Destination, filename: str, volumes: VolumeMap, net: NetConfig
+) -> bool | None:
+    """Whether the object about to be written exists already; None when that cannot be known.
+
+    A retry or re-run of a job rewrites its own object (deterministic names); the
+    worker says so in its log and result rather than replacing it silently.
+    A presigned PUT URL cannot be asked (it signs PUT only): None.
+    """
+    if dest.volume is not None:
+        try:
+            target_dir = volumes.resolve(
+                dest.volume.claim_name,
+                dest.volume.path,
+                ErrorCode.OUTPUT_WRITE_FAILED,
+                ErrorCode.INVALID_SPEC,
+            )
+        except WorkerError:
+            return None  # delivery reports it
+        return (target_dir / filename).is_file()
+    if dest.s3 is not None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            client = s3_client(
+                dest.s3.endpoint, dest.s3.region, Side.DESTINATION, net.policy, net.ca_file
+            )
+            client.head_object(Bucket=dest.s3.bucket, Key=f"{dest.s3.prefix or ''}{filename}")
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            return False if code in ("404", "NoSuchKey", "NotFound") else None
+        except (BotoCoreError, WorkerError, OSError):
+            return None  # delivery reports it
+        return True
+    return None

@@ -1,7 +1,6 @@
 """One job end to end: open the source, probe, plan, (measure,) encode, measure, deliver."""
 
 import contextlib
-import hashlib
 import shutil
 import tempfile
 import time
@@ -11,29 +10,43 @@ from pathlib import Path
 from typing import Any
 
 from audioextract.api.constants import ErrorCode, Format
-from audioextract.api.status import JobResult
+from audioextract.api.spec import Loudness
+from audioextract.api.status import JobResult, LoudnessResult
 from audioextract.api.task import Task
+from audioextract.api.validation import output_filename
 from audioextract.urlguard import BlockedAddressError, check_url
-from audioextract.worker import limits, process
+from audioextract.worker import limits, loudness, process
 from audioextract.worker.command import (
     DEMUXERS,
+    RAW_STREAM_DEMUXERS,
     AudioInfo,
+    EncodePlan,
     InputSpec,
     build_command,
     build_measure_command,
     loudness_targets,
-    loudnorm_filter,
-    output_filename,
+    muxer_tags,
     parse_ebur128,
     plan_encode,
 )
-from audioextract.worker.destinations import check_destination, deliver
+from audioextract.worker.destinations import already_there, check_destination, deliver
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, ProgressReporter, redact_url
+from audioextract.worker.loudness import Measurement
 from audioextract.worker.net import NetConfig, open_get, status_error
 from audioextract.worker.proxy import GuardProxy
+from audioextract.worker.result import (
+    ESTIMATED_DURATION_FORMATS,
+    as_float,
+    as_int,
+    declared_duration,
+    output_facts,
+    sha256_file,
+)
 from audioextract.worker.settings import WorkerSettings
 from audioextract.worker.storage import Side, VolumeMap, parse_s3_url, s3_client
+from audioextract.worker.tagging import write_mp4_freeform
+from audioextract.worker.truncation import check_complete, check_trim
 
 PRESIGN_SECONDS = 3600
 RW_TIMEOUT_MARGIN = 10.0
@@ -81,8 +94,8 @@ def execute(
         check_destination(task.output.destination, volumes, ctx.net)
         with open_source(ctx) as source:
             info, duration = probe_source(ctx, source)
-            local = encode(ctx, source, info, duration)
-        return finish(ctx, local)
+            encoded = encode(ctx, source, info, duration)
+        return finish(ctx, encoded)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -215,13 +228,18 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
             f"but the source has {len(streams)} audio stream(s)",
         )
     stream = streams[track]
-    duration = _float(stream.get("duration")) or _float(data.get("format", {}).get("duration"))
+    # The audio track's own duration (MP4 track, Matroska's per-track DURATION tag),
+    # else the container's, which is the longest of its tracks.
+    own = _float(stream.get("duration")) or _tag_seconds(stream.get("tags", {}).get("DURATION"))
+    duration = own or _float(data.get("format", {}).get("duration"))
+    others = [s for s in data.get("streams", []) if s is not stream]
     if duration is not None and duration > ctx.settings.max_media_seconds:
         raise WorkerError(
             ErrorCode.INPUT_TOO_LARGE,
             f"source is {duration:.0f} s long; the limit is {ctx.settings.max_media_seconds:.0f} s",
         )
     bits = _int(stream.get("bits_per_raw_sample")) or _int(stream.get("bits_per_sample")) or None
+    layout = stream.get("channel_layout")
     info = AudioInfo(
         codec=str(stream.get("codec_name") or "unknown"),
         sample_rate=_int(stream.get("sample_rate")) or 0,
@@ -229,6 +247,11 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
         bit_rate=_int(stream.get("bit_rate")) or None,
         bits=bits,
         duration=duration,
+        layout=str(layout) if layout else None,
+        # Raw streams estimate from the bitrate; a container's duration may be a
+        # longer video's: neither can prove a truncation of the audio.
+        duration_estimated=bool(set(container.split(",")) & RAW_STREAM_DEMUXERS)
+        or (own is None and bool(others)),
     )
     if info.sample_rate <= 0 or info.channels <= 0 or info.codec == "unknown":
         raise WorkerError(
@@ -240,6 +263,7 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
         codec=info.codec,
         sampleRate=info.sample_rate,
         channels=info.channels,
+        layout=info.layout,
         durationSeconds=duration,
         container=data.get("format", {}).get("format_name"),
     )
@@ -319,64 +343,173 @@ def _progress(ctx: Context, step: str, total: float | None) -> ProgressReporter:
     return ProgressReporter(ctx.log, step, total, ctx.settings.progress_interval)
 
 
-def encode(
-    ctx: Context, source: Source, info: AudioInfo, duration: float | None
-) -> tuple[Path, bool]:
-    """Run ffmpeg into a file in the temp dir; returns it and whether audio was copied."""
+@dataclass
+class Encoded:
+    """The encoded file in the temp dir and what is known about it so far."""
+
+    path: Path
+    plan: EncodePlan
+    # What the output holds by decoding it (normalize, or a container that estimates).
+    decoded_seconds: float | None = None
+    loudness: LoudnessResult | None = None
+
+
+@dataclass
+class FfmpegRun:
+    """One ffmpeg run: how it ended and how far it got (seconds of output)."""
+
+    returncode: int
+    stderr: str
+    seconds: float | None
+
+
+def run_ffmpeg(
+    ctx: Context,
+    source: Source | None,
+    args: list[str],
+    step: str,
+    total: float | None,
+    bounds: limits.Limits | None = None,
+    output: Path | None = None,
+) -> FfmpegRun:
+    """Run ffmpeg with progress and the decode/output limits; the proxy's error wins.
+
+    The guard proxy's error is read whatever ffmpeg's exit code: ffmpeg exits 0 on an
+    early end of input, so a dropped connection or the size limit reached while
+    streaming would otherwise pass for a short source. The limits are checked before
+    the exit status too: hitting a cap ends ffmpeg normally, and a bomb that also
+    breaks the encoder is still a bomb.
+    """
+    reporter = _progress(ctx, step, total)
+    decoded = limits.DecodedTime(reporter.update)
+    seen: list[bool] = []
+
+    def on_progress(pos: float, speed: str | None, end: bool) -> None:
+        seen[:] = [True]
+        decoded(pos, speed, end)
+
+    if bounds is not None:
+        args = bounds.apply(args, output_size=output is not None)
+    done = process.run(args, ctx.deadline, on_progress=on_progress)
+    if source is not None and source.proxy is not None and source.proxy.error is not None:
+        raise source.proxy.error
+    if bounds is not None:
+        bounds.check_decoded(decoded.seconds)
+        if output is not None:
+            bounds.check_output(output)
+    return FfmpegRun(done.returncode, done.stderr, decoded.seconds if seen else None)
+
+
+def encode(ctx: Context, source: Source, info: AudioInfo, duration: float | None) -> Encoded:
+    """Run ffmpeg into a file in the temp dir (twice or more when normalising)."""
     output = ctx.task.output
     plan = plan_encode(output, info)
     for note in plan.notes:
         ctx.log.info("note", message=note)
     start = output.start_seconds or None
     length = output.duration_seconds or None
+    check_trim(start, duration)
     inp = InputSpec(source.url, source.options, ctx.task.source.audio_track or 0, start, length)
     expected = _expected_duration(duration, start, length)
-    audio_filter = None
-    if output.normalize:
-        measured = _measure(ctx, source, inp, expected)
-        if measured is None:
-            ctx.log.warning("normalize-skipped", reason="the source is silent; no gain applied")
-        else:
-            audio_filter = loudnorm_filter(loudness_targets(output), measured)
-            ctx.log.info(
-                "measured",
-                integratedLufs=measured.integrated,
-                truePeakDb=measured.true_peak,
-                lra=measured.lra,
-            )
-    path = ctx.workdir / ("out" + plan.spec.extension)
-    bounds = limits.for_encode(
-        ctx.settings.max_media_seconds, ctx.settings.max_output_bytes, plan, info, output.bitrate
+    encoded = Encoded(ctx.workdir / ("out" + plan.spec.extension), plan)
+    if not output.normalize:
+        _encode_pass(ctx, source, inp, info, encoded, None, expected, start)
+        return encoded
+    targets = loudness_targets(output)
+    measured, measured_seconds = _measure(ctx, source, inp, plan, expected)
+    check_complete(source.shown, info, measured_seconds, expected, start)
+    reason = loudness.unmeasurable(measured, measured_seconds)
+    if reason is not None:
+        ctx.log.warning("normalize-skipped", reason=reason)
+        _encode_pass(ctx, source, inp, info, encoded, None, expected, start)
+        encoded.loudness = loudness.result(targets, measured, None, None, reason)
+        return encoded
+    assert measured is not None
+    ctx.log.info(
+        "measured",
+        integratedLufs=measured.integrated,
+        truePeakDb=measured.true_peak,
+        lra=measured.lra,
     )
-    args = bounds.apply(
-        build_command(inp, plan, str(path), audio_filter=audio_filter, tags=output.tags)
+    encoded.loudness = _normalise(ctx, source, inp, info, encoded, targets, measured, expected)
+    return encoded
+
+
+def _normalise(
+    ctx: Context,
+    source: Source,
+    inp: InputSpec,
+    info: AudioInfo,
+    encoded: Encoded,
+    targets: Loudness,
+    measured: Measurement,
+    expected: float | None,
+) -> LoudnessResult:
+    """Encode with the planned gain; measure the output; correct and encode again if off."""
+    plan = encoded.plan
+    rate = plan.sample_rate or info.sample_rate
+    gain = loudness.plan_gain(targets, measured, lossy=plan.lossy)
+    out: Measurement | None = None
+    for attempt in range(1, loudness.MAX_PASSES + 1):
+        audio_filter = loudness.gain_filter(gain, rate)
+        _encode_pass(ctx, source, inp, info, encoded, audio_filter, expected, None)
+        out, encoded.decoded_seconds = decode_output(ctx, encoded.path, measure=True)
+        if out is None:
+            break
+        ctx.log.info(
+            "loudness-pass",
+            attempt=attempt,
+            method=gain.method,
+            gainDb=round(gain.gain_db, 2),
+            ceilingDb=None if gain.ceiling_db is None else round(gain.ceiling_db, 2),
+            integratedLufs=out.integrated,
+            truePeakDb=out.true_peak,
+        )
+        if loudness.on_target(targets, out) or attempt == loudness.MAX_PASSES:
+            break
+        gain = loudness.correct(gain, targets, measured, out)
+    return loudness.result(targets, measured, out, gain)
+
+
+def _encode_pass(
+    ctx: Context,
+    source: Source,
+    inp: InputSpec,
+    info: AudioInfo,
+    encoded: Encoded,
+    audio_filter: str | None,
+    expected: float | None,
+    start: float | None,
+) -> None:
+    plan = encoded.plan
+    args = build_command(
+        inp, plan, str(encoded.path), audio_filter=audio_filter, tags=ctx.task.output.tags
     )
     ctx.log.info(
         "encode-start",
         format=plan.format,
         codec=plan.codec,
         streamCopy=plan.stream_copy,
+        layout=plan.layout,
         options={k: str(v) for k, v in plan.options.items()},
     )
-    reporter = _progress(ctx, "encode", expected)
-    decoded = limits.DecodedTime(reporter.update)
-    done = process.run(args, ctx.deadline, on_progress=decoded)
-    upstream = source.proxy.error if source.proxy is not None else None
-    if upstream is not None and (
-        done.returncode != 0 or upstream.code == ErrorCode.INPUT_TOO_LARGE
-    ):
-        raise upstream
-    # Checked before the exit status: hitting a cap ends ffmpeg normally, and a bomb
-    # that also breaks the encoder is still a bomb.
-    bounds.check_decoded(decoded.seconds)
-    bounds.check_output(path)
+    bounds = limits.for_encode(
+        ctx.settings.max_media_seconds,
+        ctx.settings.max_output_bytes,
+        plan,
+        info,
+        ctx.task.output.bitrate,
+    )
+    done = run_ffmpeg(ctx, source, args, "encode", expected, bounds, encoded.path)
     if done.returncode != 0:
         reason = process.describe_failure(done.returncode, done.stderr)
         code = ErrorCode.DECODE_FAILED if _decode_problem(done.stderr) else ErrorCode.ENCODE_FAILED
         raise WorkerError(code, f"ffmpeg failed: {reason}")
+    path = encoded.path
     if not path.is_file() or path.stat().st_size == 0:
+        check_complete(source.shown, info, 0.0, expected, start)
         raise WorkerError(ErrorCode.DECODE_FAILED, f"{source.shown}: no audio could be decoded")
-    return path, plan.stream_copy
+    check_complete(source.shown, info, done.seconds, expected, start)
 
 
 def _decode_problem(stderr: str) -> bool:
@@ -401,26 +534,43 @@ def _expected_duration(
     return min(remaining, length) if length else remaining
 
 
-def _measure(ctx: Context, source: Source, inp: InputSpec, expected: float | None) -> Any:
-    """First loudnorm pass: the ebur128 filter (much cheaper than loudnorm's own analysis)."""
-    reporter = _progress(ctx, "measure", expected)
-    decoded = limits.DecodedTime(reporter.update)
-    bounds = limits.Limits(ctx.settings.max_media_seconds, 0)
-    done = process.run(
-        bounds.apply(build_measure_command(inp), output_size=False),
-        ctx.deadline,
-        on_progress=decoded,
+def _measure(
+    ctx: Context, source: Source, inp: InputSpec, plan: EncodePlan, expected: float | None
+) -> tuple[Measurement | None, float | None]:
+    """First pass: ebur128 over what will be encoded (trimmed, layout converted)."""
+    done = run_ffmpeg(
+        ctx,
+        source,
+        build_measure_command(inp, audio_filter=plan.filters()),
+        "measure",
+        expected,
+        limits.Limits(ctx.settings.max_media_seconds, 0),
     )
-    bounds.check_decoded(decoded.seconds)
     if done.returncode != 0:
         raise _source_failure(source, done.returncode, done.stderr, ErrorCode.DECODE_FAILED)
-    return parse_ebur128(done.stderr)
+    return parse_ebur128(done.stderr), done.seconds
 
 
-def finish(ctx: Context, local: tuple[Path, bool]) -> JobResult:
-    """Describe the output (ffprobe, sha256, loudness) and deliver it."""
-    path, copied = local
+def decode_output(
+    ctx: Context, path: Path, *, measure: bool
+) -> tuple[Measurement | None, float | None]:
+    """Decode the output: its real duration, and its loudness when ``measure``."""
+    inp = InputSpec(f"file:{path}", {"protocol_whitelist": "file"})
+    done = run_ffmpeg(ctx, None, build_measure_command(inp, loudness=measure), "verify", None)
+    if done.returncode != 0:
+        raise WorkerError(
+            ErrorCode.ENCODE_FAILED,
+            f"the output cannot be decoded: {process.describe_failure(done.returncode, done.stderr)}",
+        )
+    return (parse_ebur128(done.stderr) if measure else None), done.seconds
+
+
+def finish(ctx: Context, encoded: Encoded) -> JobResult:
+    """Describe the output (ffprobe, decoding where needed, sha256) and deliver it."""
+    path, plan = encoded.path, encoded.plan
     output = ctx.task.output
+    fmt = Format(output.format or Format.MP3)
+    write_mp4_freeform(path, muxer_tags(fmt, output.tags or {}).freeform)
     data, stderr = process.ffprobe_json(
         f"file:{path}", {"protocol_whitelist": "file"}, ctx.deadline
     )
@@ -429,59 +579,54 @@ def finish(ctx: Context, local: tuple[Path, bool]) -> JobResult:
             ErrorCode.ENCODE_FAILED,
             f"the output cannot be read back: {process.describe_failure(1, stderr)}",
         )
-    streams = [s for s in data.get("streams", []) if s.get("codec_type") == "audio"]
-    if not streams:
+    if not any(s.get("codec_type") == "audio" for s in data.get("streams", [])):
         raise WorkerError(ErrorCode.ENCODE_FAILED, "the output has no audio stream")
-    stream, fmt = streams[0], data.get("format", {})
-    loudness = None
-    if output.normalize:
-        inp = InputSpec(f"file:{path}", {"protocol_whitelist": "file"})
-        done = process.run(build_measure_command(inp, progress=False), ctx.deadline)
-        measured = parse_ebur128(done.stderr) if done.returncode == 0 else None
-        loudness = round(measured.integrated, 2) if measured else None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
+    decoded = encoded.decoded_seconds
+    if decoded is None and (fmt in ESTIMATED_DURATION_FORMATS or not declared_duration(data)):
+        # No duration in the header (a stream-copied FLAC without a sample count) or
+        # only an estimate (ADTS): decode the output to know.
+        _, decoded = decode_output(ctx, path, measure=False)
+    facts = output_facts(path, fmt, data, decoded)
+    digest = sha256_file(path)
+    size = path.stat().st_size
     filename = output_filename(output, ctx.task.name)
     assert output.destination is not None
-    uri = deliver(
-        path,
-        output.destination,
-        filename,
-        Format(output.format or Format.MP3),
-        ctx.volumes,
-        ctx.net,
-        ctx.log,
-    )
-    bitrate = _int(stream.get("bit_rate")) or _int(fmt.get("bit_rate")) or None
+    replaced = already_there(output.destination, filename, ctx.volumes, ctx.net)
+    if replaced:
+        ctx.log.warning(
+            "overwrite",
+            filename=filename,
+            reason="an object of this name exists (an earlier attempt or run of this job): replaced",
+        )
+    uri = deliver(path, output.destination, filename, fmt, ctx.volumes, ctx.net, ctx.log)
     return JobResult(
         uri=uri,
-        size_bytes=path.stat().st_size,
-        duration_seconds=round(
-            _float(stream.get("duration")) or _float(fmt.get("duration")) or 0.0, 3
-        ),
+        size_bytes=size,
+        duration_seconds=facts.duration,
         format=str(output.format),
-        codec=str(stream.get("codec_name")),
-        bitrate=bitrate,
-        sample_rate=_int(stream.get("sample_rate")) or 0,
-        channels=_int(stream.get("channels")) or 0,
-        sha256=digest.hexdigest(),
-        loudness_lufs=loudness,
-        stream_copied=copied,
+        codec=facts.codec,
+        bitrate=facts.bitrate,
+        sample_rate=facts.sample_rate,
+        channels=facts.channels,
+        channel_layout=facts.layout,
+        sha256=digest,
+        loudness_lufs=encoded.loudness.integrated_lufs if encoded.loudness else None,
+        loudness=encoded.loudness,
+        stream_copied=plan.stream_copy,
+        replaced=replaced or None,
     )
 
 
-def _int(value: Any) -> int | None:
+def _tag_seconds(value: Any) -> float | None:
+    """Matroska's DURATION tag (``00:00:04.000000000``) in seconds."""
+    if not isinstance(value, str) or value.count(":") != 2:
+        return None
+    hours, minutes, seconds = value.split(":")
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
         return None
 
 
-def _float(value: Any) -> float | None:
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return result if result == result and result not in (float("inf"), float("-inf")) else None
+_int = as_int
+_float = as_float

@@ -21,6 +21,7 @@ from audioextract.api.constants import ErrorCode
 from audioextract.api.errors import EXIT_CODES, EXIT_CRASHED, EXIT_OK
 from audioextract.api.status import JobError, JobResult
 from audioextract.api.task import Task
+from audioextract.api.validation import parse_input_json
 from audioextract.worker import process
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger
@@ -113,7 +114,8 @@ def parse_task(text: str | bytes) -> Task:
     must not be able to write outside its destination or reach ffmpeg with a NUL.
     """
     try:
-        return Task.model_validate_json(text)
+        # camelCase only, strict types: exactly what the CRD accepts (api/validation.py).
+        return parse_input_json(Task, text)
     except ValidationError as exc:
         raise WorkerError(ErrorCode.INVALID_SPEC, f"invalid task: {_short(exc)}") from exc
 

@@ -164,6 +164,15 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 return
             if not chunk:
+                if resp.length:
+                    # http.client's read1 ends quietly when the upstream closes early.
+                    proxy.record(
+                        WorkerError(
+                            ErrorCode.SOURCE_UNREACHABLE,
+                            f"the source's connection closed after {sent} bytes, "
+                            f"{resp.length} bytes short of its Content-Length",
+                        )
+                    )
                 return
             sent += len(chunk)
             if sent > proxy.max_bytes:

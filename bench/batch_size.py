@@ -1,0 +1,250 @@
+"""How big a Batch gets: spec and status bytes per job, and a whole 1,000-job Batch.
+
+    .venv/bin/python -m bench.batch_size              # computed from the models' JSON
+    .venv/bin/python -m bench.batch_size --apiserver  # and stored on a real API server
+
+etcd refuses a value over 1.5 MiB (its default ``--max-request-bytes``) and the API
+server a request body over 3 MiB; a Batch is stored as JSON (custom resources have no
+protobuf encoding), with its ``metadata.managedFields`` and, after a client-side
+``kubectl apply``, a copy of the whole object in an annotation. Each case builds a
+Batch of N jobs and a finished status with one entry per job — ``name``,
+``extractionJob``, ``phase`` and a compact ``result`` (``uri``, ``sizeBytes``,
+``durationSeconds``, ``sha256``) — and measures it; with ``--apiserver`` each is also
+created (server-side apply), its status written and the stored object read back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audioextract.api.constants import MAX_JOBS_PER_BATCH
+from audioextract.reconcile.names import child_name
+
+ROOT = Path(__file__).resolve().parent.parent
+ETCD_LIMIT = 1_572_864  # etcd's default --max-request-bytes (1.5 MiB)
+REQUEST_LIMIT = 3 * 1024 * 1024  # kube-apiserver's request body limit
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One Batch shape."""
+
+    label: str
+    batch_name: str
+    job_name_len: int
+    source_len: int
+    result_uri_len: int
+    failed_every: int = 0  # every n-th job failed with a message of the longest kind
+
+
+CASES = [
+    Case("typical (short names, 60-character URLs)", "episode-42", 10, 60, 70),
+    Case("long names, 250-character URLs", "b" * 63, 63, 250, 250, failed_every=10),
+    Case("long names, 500-character URLs", "b" * 63, 63, 500, 500),
+    Case("maximum lengths (names 63, URLs 4,096)", "b" * 63, 63, 4096, 4096),
+]
+
+
+def _pad(prefix: str, length: int, suffix: str = "") -> str:
+    return prefix + "x" * max(0, length - len(prefix) - len(suffix)) + suffix
+
+
+def job_name(i: int, length: int) -> str:
+    return _pad(f"j{i:04d}-", length) if length > 6 else f"j{i:04d}"[:length]
+
+
+def batch(case: Case, jobs: int) -> Obj:
+    """The Batch as a user applies it."""
+    items = [
+        {
+            "name": job_name(i, case.job_name_len),
+            "source": {"url": _pad(f"https://cdn.example.com/{i}/", case.source_len, ".mp4")},
+        }
+        for i in range(jobs)
+    ]
+    return {
+        "apiVersion": "audioextract.dev/v1alpha1",
+        "kind": "Batch",
+        "metadata": {"name": case.batch_name},
+        "spec": {"defaults": {"output": {"format": "mp3", "quality": "high"}}, "jobs": items},
+    }
+
+
+def entry(case: Case, i: int) -> Obj:
+    """One status.jobs[] entry: a compact result, or the error."""
+    name = job_name(i, case.job_name_len)
+    out: Obj = {
+        "name": name,
+        "extractionJob": child_name(case.batch_name, name),
+        "phase": "Succeeded",
+    }
+    if case.failed_every and i % case.failed_every == 0:
+        out["phase"] = "Failed"
+        out["error"] = {
+            "code": "SourceUnreachable",
+            "message": _pad("connection to cdn.example.com:443 failed: ", 200),
+            "retryable": True,
+        }
+    else:
+        out["result"] = {
+            "uri": _pad(f"s3://audio-out/bench/{i}/", case.result_uri_len, ".mp3"),
+            "sizeBytes": 73_400_320,
+            "durationSeconds": 4587.52,
+            "sha256": hashlib.sha256(name.encode()).hexdigest(),
+        }
+    return out
+
+
+def status(case: Case, jobs: int) -> Obj:
+    """A finished Batch's status."""
+    stamp = "2026-12-02T03:04:05Z"
+    entries = [entry(case, i) for i in range(jobs)]
+    failed = sum(1 for e in entries if e["phase"] == "Failed")
+    conditions = [
+        {"type": t, "status": s, "reason": r, "message": m, "lastTransitionTime": stamp,
+         "observedGeneration": 1}
+        for t, s, r, m in (
+            ("Ready", "True" if not failed else "False", "Succeeded", f"{jobs} of {jobs} succeeded"),
+            ("Reconciling", "False", "Finished", ""),
+            ("Stalled", "False", "Finished", ""),
+            ("Complete", "True", "Finished", "all jobs finished"),
+        )
+    ]  # fmt: skip
+    return {
+        "phase": "PartiallySucceeded" if failed else "Succeeded",
+        "total": jobs, "queued": 0, "running": 0, "succeeded": jobs - failed, "failed": failed,
+        "startTime": stamp, "completionTime": stamp, "observedGeneration": 1,
+        "jobs": entries, "conditions": conditions,
+    }  # fmt: skip
+
+
+def size(obj: Any) -> int:
+    """Bytes of compact JSON, as the API server stores a custom resource."""
+    return len(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def measure(case: Case, jobs: int) -> Obj:
+    """Sizes computed without an API server."""
+    body, st = batch(case, jobs), status(case, jobs)
+    spec_bytes, status_bytes = size(body["spec"]), size(st)
+    return {
+        "case": case.label,
+        "jobs": jobs,
+        "spec_bytes_per_job": size(body["spec"]["jobs"][1]),
+        "status_entry_bytes": size(entry(case, 1)),
+        "spec_bytes": spec_bytes,
+        "status_bytes": status_bytes,
+        "object_bytes": size({**body, "status": st}),
+    }
+
+
+RESULT_SCHEMA: Obj = {
+    "type": "object",
+    "description": "The compact result.",
+    "properties": {
+        "uri": {"type": "string", "maxLength": 4096},
+        "sizeBytes": {"type": "integer"},
+        "durationSeconds": {"type": "number"},
+        "sha256": {"type": "string", "maxLength": 64},
+    },
+}
+
+
+def _crd_with_result() -> Obj:
+    """The generated Batch CRD; with a compact ``result`` per status entry if it has none yet.
+
+    (The entry model gains ``result`` with the controller rewrite; until then the
+    measurement declares it here, so the API server stores what is measured.)
+    """
+    from audioextract.api.crd import batch_crd
+
+    crd = batch_crd()
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    item = schema["properties"]["status"]["properties"]["jobs"]["items"]
+    item["properties"].setdefault("result", RESULT_SCHEMA)
+    return crd
+
+
+def on_apiserver(cases: list[Case], jobs: int) -> list[Obj]:
+    """Create each Batch server-side, write its status and read back the stored size."""
+    import kubernetes.client
+    from tests.support.controlplane import ControlPlane
+
+    rows = []
+    assets = os.environ.get("KUBEBUILDER_ASSETS") or str(ROOT / ".cache" / "k8s")
+    with ControlPlane(Path(assets), Path(tempfile.mkdtemp(prefix="batch-size-"))) as cp:
+        cp.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(_crd_with_result()))
+        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        custom: Any = kubernetes.client.CustomObjectsApi(cp.api_client)
+        for n, case in enumerate(cases):
+            body = batch(case, jobs)
+            body["metadata"]["name"] = f"{n}-{case.batch_name}"[:63]
+            row: Obj = {"case": case.label, "jobs": jobs}
+            created = cp.kubectl(
+                "apply", "--server-side", "--field-manager=user", "-n", "default", "-f", "-",
+                input=json.dumps(body), check=False, timeout=300,
+            )  # fmt: skip
+            row["server_side_apply"] = (created.stdout + created.stderr).strip()[-300:]
+            if created.returncode == 0:
+                try:
+                    custom.patch_namespaced_custom_object_status(
+                        "audioextract.dev", "v1alpha1", "default", "batches",
+                        body["metadata"]["name"], {"status": status(case, jobs)},
+                    )  # fmt: skip
+                    row["status_write"] = "ok"
+                except kubernetes.client.ApiException as e:
+                    row["status_write"] = f"{e.status}: {str(e.body)[:300]}"
+                stored = cp.kubectl(
+                    "get",
+                    "batch",
+                    "-n",
+                    "default",
+                    body["metadata"]["name"],
+                    "-o",
+                    "json",
+                    "--show-managed-fields",
+                ).stdout
+                row["stored_bytes"] = size(json.loads(stored))
+            # Client-side apply keeps a copy of the object in an annotation (256 KiB cap).
+            body["metadata"]["name"] = f"csa-{n}"
+            applied = cp.kubectl(
+                "apply", "-n", "default", "-f", "-", input=json.dumps(body), check=False,
+                timeout=300,
+            )  # fmt: skip
+            row["client_side_apply"] = (applied.stdout + applied.stderr).strip()[-300:]
+            rows.append(row)
+    return rows
+
+
+def main() -> None:
+    """Print the table (and the API server's view with --apiserver)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=MAX_JOBS_PER_BATCH)
+    parser.add_argument("--apiserver", action="store_true")
+    args = parser.parse_args()
+    print(f"etcd limit {ETCD_LIMIT} bytes, API request limit {REQUEST_LIMIT} bytes\n")
+    print("| Batch of", args.jobs, "jobs | spec bytes/job | status entry bytes | spec | status | "
+          "spec + status | share of etcd's limit |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for case in CASES:
+        m = measure(case, args.jobs)
+        print(
+            f"| {m['case']} | {m['spec_bytes_per_job']} | {m['status_entry_bytes']} | "
+            f"{m['spec_bytes'] / 1024:.0f} KiB | {m['status_bytes'] / 1024:.0f} KiB | "
+            f"{m['object_bytes'] / 1024:.0f} KiB | {m['object_bytes'] / ETCD_LIMIT:.0%} |"
+        )
+    if args.apiserver:
+        for row in on_apiserver(CASES, args.jobs):
+            print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
