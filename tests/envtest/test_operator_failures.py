@@ -17,7 +17,6 @@ from audioextract.api.constants import ErrorCode
 from tests.envtest.operator_helpers import (
     GROUP,
     VERSION,
-    get,
     make_video,
     make_video_only,
     phase_is,
@@ -229,7 +228,13 @@ def test_disrupted_pod_does_not_count_against_retries(
     (first,) = wait_for(lambda: pods_of(core, namespace, "evicted-1"), what="the first Pod")
     first_name = first["metadata"]["name"]
     wait_for(lambda: server.flaky_seen.get(path), what="the first worker to request the source")
-    assert get(custom, namespace, "extractionjobs", "evicted")["status"]["phase"] == "Running"
+    # Running is recorded once the Job counts the worker's Pod ready (docs/operator.md).
+    wait_for(
+        phase_is(custom, namespace, "evicted", "Running", plural="extractionjobs"),
+        timeout=30,
+        interval=0.2,
+        what="ExtractionJob Running",
+    )
 
     # The Eviction API sets DisruptionTarget (with a lastTransitionTime) and deletes the
     # Pod; the fake kubelet kills the worker and reports Failed, exit code 137.

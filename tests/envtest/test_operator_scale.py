@@ -16,6 +16,7 @@ import kubernetes.watch
 import pytest
 
 from audioextract.api.constants import MAX_JOBS_PER_BATCH
+from audioextract.reconcile.names import MANAGED_BY
 from tests.envtest.operator_helpers import GROUP, JOB_SELECTOR, VERSION, batch_manifest, get
 from tests.envtest.operator_process import OperatorProcess
 from tests.support.controlplane import ControlPlane
@@ -223,3 +224,105 @@ def test_sigkill_mid_fan_out_then_restart_loses_nothing_and_duplicates_nothing(
     print(f"Jobs created before the kill: {at_kill} of {n}")
     assert at_kill < n, "the kill came after the fan-out: the test proved nothing"
     assert_exact(batch, ledger, n, custom)
+
+
+# What the operator writes for one Batch child, as (resource, subresource, verb) in the
+# API server's apiserver_request_total. Nobody else writes these in this namespace's
+# run: the Job controller writes jobs/status and Pods, the kubelet Pods' status, and
+# no owner is deleted, so the garbage collector deletes nothing.
+CHILD_WRITES = {
+    ("extractionjobs", "", "POST"),
+    ("extractionjobs", "status", "PATCH"),
+    ("extractionjobs", "status", "PUT"),
+    ("extractionjobs", "", "PATCH"),
+    ("extractionjobs", "", "PUT"),
+    ("secrets", "", "POST"),
+    ("jobs", "", "POST"),
+    ("jobs", "", "PATCH"),
+    ("jobs", "", "DELETE"),
+}
+_WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE"}  # the metric's verb label
+
+
+def api_writes(api_client: kubernetes.client.ApiClient) -> dict[tuple[str, str, str], float]:
+    """apiserver_request_total summed over codes, by (resource, subresource, verb).
+
+    Every request counts, refused ones (409) included: a retried write costs twice.
+    """
+    config = api_client.configuration
+    headers = {"Authorization": config.get_api_key_with_prefix("authorization") or ""}
+    resp = api_client.call_api("GET", f"{config.host}/metrics", header_params=headers)
+    resp.read()
+    assert resp.status == 200, resp.status
+    totals: dict[tuple[str, str, str], float] = {}
+    for line in resp.data.decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+        labels = dict(
+            part.split("=", 1) for part in labels_text.replace('"', "").split(",") if "=" in part
+        )
+        verb = labels.get("verb", "")
+        if verb not in _WRITE_VERBS:
+            continue
+        key = (labels.get("resource", ""), labels.get("subresource", ""), verb)
+        totals[key] = totals.get(key, 0.0) + float(value)
+    return totals
+
+
+@pytest.mark.timeout(600)
+def test_each_batch_child_costs_at_most_five_api_writes(
+    controller_manager: ControlPlane,
+    crds: list[str],
+    namespace: str,
+    instant: InstantKubelet,
+    api_client: kubernetes.client.ApiClient,
+) -> None:
+    """The write budget of docs/operator.md, counted at the API server, Events included."""
+    n = 60
+    custom: Any = kubernetes.client.CustomObjectsApi(api_client)
+    core = kubernetes.client.CoreV1Api(api_client)
+    batch_api = kubernetes.client.BatchV1Api(api_client)
+    env = {**ENV, "AUDIOEXTRACT_MAX_CONCURRENT_JOBS": str(n)}
+    # The metric counts the whole API server: let earlier tests' namespaces finish
+    # terminating (the namespace controller deletes their Jobs) before counting.
+    wait_for(
+        lambda: not [ns for ns in core.list_namespace().items if ns.status.phase == "Terminating"],
+        timeout=180,
+        interval=0.5,
+        what="no namespace terminating",
+    )
+    before = api_writes(api_client)
+    with OperatorProcess(controller_manager, namespace, env) as op:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "batches", batch_manifest("frugal", jobs(n))
+        )
+        batch = wait_final(custom, namespace, "frugal", timeout=300)
+        assert batch["status"]["succeeded"] == n, batch["status"]
+        # Cleanup is part of a child's life: wait until every Job is deleted.
+        wait_for(
+            lambda: not batch_api.list_namespaced_job(namespace, label_selector=JOB_SELECTOR).items,
+            timeout=120,
+            interval=0.5,
+            what="finished Jobs deleted",
+        )
+        op.assert_healthy()
+    after = api_writes(api_client)
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in CHILD_WRITES}
+    # Events the operator posted about the children (the Job controller's own Events
+    # are about Jobs and are not the operator's writes).
+    child_events = [
+        e
+        for e in core.list_namespaced_event(namespace).items
+        if e.involved_object.kind == "ExtractionJob"
+        and (e.reporting_component or (e.source.component if e.source else "")) == MANAGED_BY
+    ]
+    writes = sum(delta.values()) + len(child_events)
+    print(f"writes for {n} children: {writes:.0f} ({writes / n:.2f} per child)")
+    print({f"{r}/{s}:{v}" if s else f"{r}:{v}": c for (r, s, v), c in delta.items() if c})
+    print(f"Events about children: {len(child_events)}")
+    # The counted writes happened: a metric that stays at 0 would prove nothing.
+    assert delta[("jobs", "", "POST")] == n
+    assert delta[("jobs", "", "DELETE")] == n
+    assert delta[("extractionjobs", "", "POST")] == n
+    assert writes <= 5 * n, f"{writes / n:.2f} writes per child"

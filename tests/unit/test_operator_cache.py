@@ -54,6 +54,20 @@ def test_an_older_version_never_replaces_a_newer_one():
     assert ("ns", "b-a") not in cache.open_views
 
 
+def test_a_job_the_operator_deleted_is_not_brought_back_by_a_late_event():
+    cache = Cache()
+    owner = child("b-a")
+    job = worker_job("b-a-1", owner, "Complete", succeeded=1, ready=0)
+    job["metadata"]["resourceVersion"] = "5"
+    assert cache.put("Job", job) is not None
+    assert "ready" in cache.jobs[("ns", "b-a-1")]["status"]
+    cache.job_deleted(("ns", "b-a-1"))
+    late = dict(job, metadata={**job["metadata"], "resourceVersion": "4"})
+    assert cache.put("Job", late) is None and cache.owned_jobs(cached(owner, uid="uid-b-a")) == []
+    cache.remove("Job", ("ns", "b-a-1"))  # its DELETED event ends the tombstone
+    assert cache.deleted_jobs == {}
+
+
 def test_expectation_ends_when_the_started_run_is_seen():
     cache = Cache()
     cache.put("ExtractionJob", child("b-a"))

@@ -24,6 +24,7 @@ from tests.support.builders import (
     cached,
     extraction_job,
     job_result,
+    owner_ref,
     terminated_pod,
     worker_job,
 )
@@ -46,7 +47,7 @@ def ej(name: str = "ej", **status: object) -> dict:
 # -- ExtractionJob --------------------------------------------------------------------
 
 
-def test_admitted_job_gets_its_first_run_and_status_running():
+def test_admitted_job_gets_its_first_run_recorded_once_the_job_shows_it():
     plan = plan_extraction_job(JobSnapshot(ej(), admitted=True, now=NOW), CFG)
     start = plan.create_job
     assert start is not None and start.job["metadata"]["name"] == "ej-1"
@@ -58,10 +59,63 @@ def test_admitted_job_gets_its_first_run_and_status_running():
     assert start.secret["metadata"]["ownerReferences"][0]["uid"] == "uid-ej"
     assert "AUDIOEXTRACT_TASK" not in json.dumps(start.job["spec"])
     assert "AUDIOEXTRACT_TASK" in json.dumps(start.job_with_env["spec"])
-    st = plan.status
-    assert (st.phase, st.job_name, st.attempts, st.start_time) == (JobPhase.RUNNING, "ej-1", 1, NOW)
-    assert [e.reason for e in plan.events] == [events.JOB_STARTED]
+    # No status write yet: the Job (deterministic name, in the cache) is the record
+    # until it shows a running worker or an outcome (docs/operator.md, write budget).
+    assert plan.status == ExtractionJobStatus() and plan.events == ()
     assert plan.slot_settled and plan.delete_jobs == ()
+
+
+def test_created_job_without_a_ready_worker_is_not_recorded_yet():
+    obj = ej()
+    job = worker_job("ej-1", obj, active=1, startTime="2026-01-01T00:00:10Z")
+    plan = plan_extraction_job(JobSnapshot(obj, jobs=[job], now=NOW), CFG)
+    assert plan.create_job is None and plan.status == ExtractionJobStatus()
+    assert plan.events == () and plan.delete_jobs == ()
+
+
+def test_job_finished_before_it_was_recorded_costs_one_status_write():
+    obj = ej()
+    job = worker_job("ej-1", obj, "Complete", succeeded=1, startTime="2026-01-01T00:00:10Z")
+    assert pods_needed(obj, [job]) == "ej-1"
+    plan = plan_extraction_job(
+        JobSnapshot(obj, jobs=[job], pods=[terminated_pod(MESSAGE)], now=NOW), CFG
+    )
+    st = plan.status
+    assert (st.phase, st.job_name, st.attempts) == (JobPhase.SUCCEEDED, "ej-1", 1)
+    assert (st.result, st.start_time) == (RESULT, "2026-01-01T00:00:10Z")
+    assert [e.reason for e in plan.events] == [events.JOB_STARTED, events.JOB_SUCCEEDED]
+    assert plan.delete_jobs == ("ej-1",)
+
+
+def test_batch_child_posts_no_per_job_events():
+    obj = cached(
+        extraction_job("b-a"), uid="uid-child", ownerReferences=[owner_ref("Batch", "b", "uid-b")]
+    )
+    job = worker_job("b-a-1", obj, "Failed", failed=1)
+    plan = plan_extraction_job(JobSnapshot(obj, jobs=[job], now=NOW), CFG)
+    assert plan.status.phase == JobPhase.FAILED and plan.status.job_name == "b-a-1"
+    assert plan.events == ()
+    running = plan_extraction_job(
+        JobSnapshot(obj, jobs=[worker_job("b-a-1", obj, active=1, ready=1)], now=NOW), CFG
+    )
+    assert running.status.phase == JobPhase.RUNNING and running.events == ()
+    # Cancelled by its Batch before the run was recorded: the running Job is stopped.
+    cancelled = cached(obj, uid="uid-child")
+    cancelled["status"] = {
+        "phase": "Failed",
+        "error": {"code": "Cancelled", "message": "x", "retryable": False},
+    }
+    plan = plan_extraction_job(
+        JobSnapshot(cancelled, jobs=[worker_job("b-a-1", obj, active=1)], now=NOW), CFG
+    )
+    assert plan.delete_jobs == ("b-a-1",) and plan.create_job is None
+    # Just created and not admitted yet, a child writes nothing and looks again later;
+    # still waiting 2 s after its creation, it writes Queued.
+    fresh = plan_extraction_job(JobSnapshot(obj, now="2026-01-01T00:00:01Z"), CFG)
+    assert fresh.status == ExtractionJobStatus() and fresh.create_job is None
+    assert fresh.requeue_after == 1.0
+    waiting = plan_extraction_job(JobSnapshot(obj, now="2026-01-01T00:00:02Z"), CFG)
+    assert waiting.status.phase == JobPhase.QUEUED and waiting.requeue_after is None
 
 
 def test_queued_job_without_a_slot_waits_and_says_so():
@@ -74,12 +128,12 @@ def test_queued_job_without_a_slot_waits_and_says_so():
 
 def test_a_job_of_the_next_run_is_adopted_not_created_again():
     obj = ej()
-    job = worker_job("ej-1", obj, active=1)
+    job = worker_job("ej-1", obj, active=1, ready=1)
     assert not wants_slot(obj, [job])
     plan = plan_extraction_job(JobSnapshot(obj, jobs=[job], now=NOW), CFG)
     assert plan.create_job is None
     assert (plan.status.phase, plan.status.job_name) == (JobPhase.RUNNING, "ej-1")
-    assert "adopted Job ej-1" in plan.events[0].message
+    assert "started Job ej-1 (run 1)" in plan.events[0].message
 
 
 def test_finished_job_records_the_result_then_is_deleted():

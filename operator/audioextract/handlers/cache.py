@@ -81,7 +81,15 @@ def project_job(obj: Mapping[str, Any]) -> Obj:
         "spec": {"suspend": (obj.get("spec") or {}).get("suspend")},
         "status": {
             k: status[k]
-            for k in ("conditions", "startTime", "completionTime", "active", "succeeded", "failed")
+            for k in (
+                "conditions",
+                "startTime",
+                "completionTime",
+                "active",
+                "ready",  # a ready worker Pod records the run as Running
+                "succeeded",
+                "failed",
+            )
             if k in status
         },
     }
@@ -165,6 +173,9 @@ class Cache:
     expected: dict[Key, float] = field(default_factory=dict)
     # When each entry was last put, for the safety-net resync's pruning.
     touched: dict[tuple[str, Key], float] = field(default_factory=dict)
+    # Jobs this operator deleted (key -> uid) until their DELETED event: a watch event
+    # of an older version still in flight must not bring one back to be deleted again.
+    deleted_jobs: dict[Key, str] = field(default_factory=dict)
     _specs: dict[tuple[str, int | None], BatchSpec | str] = field(default_factory=dict)
 
     # -- feeding ----------------------------------------------------------------------
@@ -186,6 +197,8 @@ class Cache:
             return new
         if kind == "Job":
             new = project_job(obj)
+            if self.deleted_jobs.get(key) == new["metadata"].get("uid"):
+                return None
             if not newer_or_same(new, self.jobs.get(key)):
                 return None
             self._drop_job(key)
@@ -236,12 +249,20 @@ class Cache:
         elif kind == "Job":
             self._drop_job(key)
             self.jobs.pop(key, None)
+            self.deleted_jobs.pop(key, None)
         elif kind == BATCH_KIND:
             self.batches.pop(key, None)
         else:
             self._drop_ej(key)
             self.extraction_jobs.pop(key, None)
             self.expected.pop(key, None)
+
+    def job_deleted(self, key: Key) -> None:
+        """Forget a Job the operator deleted, and ignore its late watch events."""
+        old = self.jobs.get(key)
+        if old is not None and old["metadata"].get("uid"):
+            self.remove("Job", key)
+            self.deleted_jobs[key] = old["metadata"]["uid"]
 
     def _drop_job(self, key: Key) -> None:
         old = self.jobs.get(key)

@@ -49,8 +49,12 @@ async def _create_task_secret(ctx: Context, ej: Obj, start: Start) -> bool:
     return True
 
 
-async def _create_run(ctx: Context, ej: Obj, start: Start) -> None:
-    """The run's task Secret, then its Job; a Job that exists already is adopted (409)."""
+async def _create_run(ctx: Context, ej: Obj, start: Start) -> bool:
+    """The run's task Secret, then its Job; a Job that exists already is adopted (409).
+
+    True when the Job is in the cache afterwards. It holds the admission slot from
+    then on (an unfinished Job counts), since the run is not in the status yet.
+    """
     manifest = start.job if await _create_task_secret(ctx, ej, start) else start.job_with_env
     try:
         created = await ctx.kube.create_job(manifest)
@@ -66,6 +70,8 @@ async def _create_run(ctx: Context, ej: Obj, start: Start) -> None:
     else:
         if created:
             ctx.cache.put("Job", created)
+    name = manifest["metadata"]["name"]
+    return any(j["metadata"]["name"] == name for j in ctx.cache.owned_jobs(ej))
 
 
 async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
@@ -93,8 +99,11 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
         ),
         ctx.job_config(),
     )
-    if plan.create_job is not None:
-        await _create_run(ctx, ej, plan.create_job)
+    settled = plan.slot_settled
+    if plan.create_job is not None and not await _create_run(ctx, ej, plan.create_job):
+        # Adopted on 409 but not in the cache yet: the expectation keeps the slot until
+        # the Job's watch event arrives (and wakes this ExtractionJob again).
+        settled = False
     try:
         ej = await ctx.write_status(JOB_KIND, JOB_PLURAL, ej, plan.status)
     except Exception as exc:
@@ -102,7 +111,7 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
             ctx.cache.expected.pop(key, None)
             return Result()
         raise
-    if plan.slot_settled:
+    if settled:
         ctx.cache.expected.pop(key, None)
     for ev in plan.events:
         await events.post(ctx.kube, ej, ev.type, ev.reason, ev.message)
@@ -125,5 +134,5 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
                 extra=logs.about(ej, JOB_KIND),
             )
         # Gone for this operator now; the watch's DELETED event may come later.
-        ctx.cache.remove("Job", (meta["namespace"], name))
+        ctx.cache.job_deleted((meta["namespace"], name))
     return Result(requeue_after=plan.requeue_after)

@@ -51,6 +51,9 @@ _LIFECYCLE = {
     JobPhase.FAILED: Lifecycle.FAILED,
 }
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# A Batch's child not admitted this long after its creation has its Queued status
+# written; admitted sooner, it never writes Queued (docs/operator.md, "Write budget").
+QUEUED_STATUS_AFTER_SECONDS = 2.0
 
 
 def validation_message(exc: ValidationError, prefix: str = "spec") -> str:
@@ -165,10 +168,21 @@ def pods_needed(ej: Obj, jobs: Sequence[Obj]) -> str | None:
     is the one observation the cache does not hold.
     """
     status = read_status(ej)
-    if not status.job_name or status.phase in TERMINAL:
+    if status.phase in TERMINAL:
         return None
-    current = next((j for j in jobs if j["metadata"]["name"] == status.job_name), None)
-    return status.job_name if current is not None and is_finished(current) else None
+    # An unrecorded run (its Job created, the status not yet written) counts as current.
+    name = status.job_name or job_name(ej["metadata"]["name"], (status.attempts or 0) + 1)
+    current = next((j for j in jobs if j["metadata"]["name"] == name), None)
+    return name if current is not None and is_finished(current) else None
+
+
+def worker_started(job: Obj) -> bool:
+    """Whether a Job's worker has been seen running (a ready Pod) or the Job has finished.
+
+    Until then the run is not recorded in the ExtractionJob's status: a Job that is
+    finished by the time it is first looked at costs one status write, not two.
+    """
+    return is_finished(job) or int((job.get("status") or {}).get("ready") or 0) > 0
 
 
 def wants_slot(ej: Obj, jobs: Sequence[Obj]) -> bool:
@@ -288,12 +302,7 @@ def _start(
             "error": None,
         }
     )
-    verb = "adopted" if adopted else "created"
-    started = EventSpec(events.NORMAL, events.JOB_STARTED, f"{verb} Job {name} (run {run})")
-    # A Batch's child shows its start in the Batch's status; one Event per start of
-    # each of 1,000 children would only cost API writes (the Job itself is visible).
-    in_batch = controller_owner(snap.ej, BATCH_KIND) is not None
-    return new, manifest, [] if in_batch and not adopted else [started]
+    return new, manifest, []
 
 
 def _observe(snap: JobSnapshot, status: ExtractionJobStatus) -> ExtractionJobStatus:
@@ -323,7 +332,13 @@ def _cleanup(
     wait: float | None = None
     for job in snap.jobs:
         name = job["metadata"]["name"]
-        if not is_finished(job) or job["metadata"].get("deletionTimestamp"):
+        if job["metadata"].get("deletionTimestamp"):
+            continue
+        if not is_finished(job):
+            # A final status that does not name this Job (its run was cancelled by the
+            # Batch before it was recorded): nobody will record it, so stop it.
+            if status.phase in TERMINAL and name != status.job_name:
+                delete.append(name)
             continue
         if name == status.job_name:
             if status.phase not in TERMINAL:
@@ -336,15 +351,28 @@ def _cleanup(
     return tuple(delete), wait
 
 
-def _terminal_events(before: JobPhase | None, new: ExtractionJobStatus) -> list[EventSpec]:
-    if new.phase == before or new.phase not in TERMINAL:
+def _lifecycle_events(
+    before: ExtractionJobStatus, new: ExtractionJobStatus, in_batch: bool
+) -> list[EventSpec]:
+    """A standalone ExtractionJob's JobStarted / JobSucceeded / JobFailed Events.
+
+    A Batch's child posts none: its Batch's status, conditions and Events carry the
+    same facts, and an Event per child is an API write per child (docs/operator.md,
+    "Write budget").
+    """
+    if in_batch:
         return []
+    evs: list[EventSpec] = []
+    if new.job_name and new.job_name != before.job_name:
+        run = f"Job {new.job_name} (run {new.attempts})"
+        evs.append(EventSpec(events.NORMAL, events.JOB_STARTED, f"started {run}"))
+    if new.phase == before.phase or new.phase not in TERMINAL:
+        return evs
     if new.phase == JobPhase.SUCCEEDED:
-        return [
-            EventSpec(events.NORMAL, events.JOB_SUCCEEDED, new.result.uri if new.result else "")
-        ]
+        uri = new.result.uri if new.result else ""
+        return [*evs, EventSpec(events.NORMAL, events.JOB_SUCCEEDED, uri)]
     msg = f"{new.error.code}: {new.error.message}" if new.error else "failed"
-    return [EventSpec(events.WARNING, events.JOB_FAILED, msg)]
+    return [*evs, EventSpec(events.WARNING, events.JOB_FAILED, msg)]
 
 
 def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
@@ -366,14 +394,35 @@ def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
     evs: list[EventSpec] = []
     create: Start | None = None
     settled = False
+    hold = False
     if not status.job_name and status.phase in (None, JobPhase.QUEUED):
         name = job_name(meta["name"], (status.attempts or 0) + 1)
-        if snap.admitted or any(j["metadata"]["name"] == name for j in snap.jobs):
+        current = next((j for j in snap.jobs if j["metadata"]["name"] == name), None)
+        if snap.admitted or current is not None:
             new, create, evs = _start(snap, spec, status, cfg)
             settled = True
+            if new.job_name and not spec.queue_name:
+                # The run is recorded once its Job shows a running worker or an outcome:
+                # the Job (deterministic name, in the cache) is the record until then.
+                if current is None or not worker_started(current):
+                    hold = True
+                else:  # the Job's own startTime, not the time it was first looked at
+                    new = _observe(snap, new.model_copy(update={"start_time": None}))
+                    new = new.model_copy(update={"start_time": new.start_time or snap.now})
     elif status.job_name and status.phase not in TERMINAL:
         new = _observe(snap, status)
-    new = with_conditions(new, generation, snap.now)
+    in_batch = controller_owner(snap.ej, BATCH_KIND) is not None
+    queued_wait: float | None = None
+    if in_batch and status.phase is None and new.phase is None:
+        # A new child of a Batch is normally admitted within moments; writing Queued
+        # first would cost one write per child. Only a child still waiting after a
+        # moment (suspended Batch, cap, parallelism) gets its Queued status written.
+        left = QUEUED_STATUS_AFTER_SECONDS - seconds_between(
+            meta.get("creationTimestamp"), snap.now
+        )
+        if left > 0:
+            hold, queued_wait = True, left
+    new = status if hold else with_conditions(new, generation, snap.now)
 
     owner: Owner | None = None
     owed: list[Event] = []
@@ -385,8 +434,10 @@ def plan_extraction_job(snap: JobSnapshot, cfg: JobConfig) -> JobPlan:
         owed = owed_events(Snapshot(owner, [me]), spec.webhook.events)
         merged = webhook_state.merge(webhook_state.load(status.webhook), snap.unsaved_webhook)
         new = new.model_copy(update={"webhook": webhook_state.summarize(merged, owed)})
-    evs += _terminal_events(status.phase, new)
+    evs += _lifecycle_events(status, new, in_batch)
     delete, wait = _cleanup(snap, new, cfg)
+    if queued_wait is not None:
+        wait = queued_wait if wait is None else min(wait, queued_wait)
     return JobPlan(
         status=new,
         create_job=create,
