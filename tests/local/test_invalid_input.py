@@ -77,7 +77,7 @@ def test_unmapped_volume_and_missing_secret(run_cli: RunCli) -> None:
 
 
 def test_metrics_file_in_a_missing_directory_exits_2_naming_the_flag(run_cli: RunCli) -> None:
-    obj = batch("one", [{"source": {"url": "https://media.example.com/a.mp4"}}])
+    obj = batch("one", [{"name": "a", "source": {"url": "https://media.example.com/a.mp4"}}])
     run = run_cli(obj, "--metrics-file", "nowhere/audioextract.prom")
     assert run.returncode == 2, run.stderr
     assert "--metrics-file: nowhere is not a writable directory" in run.stderr
