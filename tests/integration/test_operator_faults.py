@@ -75,8 +75,20 @@ def by_name(em: EmulatorThread, plural: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in em.stored(plural)}
 
 
+def jobs_started(em: EmulatorThread) -> None:
+    """Stand in for the Job controller and kubelet: each Job reports one ready Pod.
+
+    The operator records a run as Running once its Job shows a ready worker Pod
+    (docs/operator.md, "Write budget"); the emulator runs no controllers.
+    """
+    for job in em.stored(JOBS):
+        if not (job.get("status") or {}).get("ready"):
+            em.patch_status(JOBS, job["metadata"]["name"], {"active": 1, "ready": 1})
+
+
 def reconciled(em: EmulatorThread, name: str, *jobs: str) -> bool:
     """The Batch's children exist and run, each with its Job, and the rollup is written."""
+    jobs_started(em)
     b = by_name(em, BATCHES).get(name)
     if b is None:
         return False

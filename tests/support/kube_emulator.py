@@ -357,6 +357,23 @@ class EmulatorThread:
             created: dict[str, Any] = json.loads(resp.read())
         return created
 
+    def patch_status(self, plural_path: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch an object's status as another client would (not faulted)."""
+        group_version, plural = plural_path.rsplit("/", 1)
+        prefix = "/api/" if "/" not in group_version else "/apis/"
+        url = f"{self.url}{prefix}{group_version}/namespaces/{NAMESPACE}/{plural}/{name}/status"
+        req = urllib.request.Request(
+            url,
+            data=json.dumps({"status": status}).encode(),
+            method="PATCH",
+            headers={
+                "Content-Type": "application/merge-patch+json",
+                "User-Agent": "test-user",
+            },
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+
     def kubeconfig(self) -> str:
         """A kubeconfig (YAML as JSON) for plain HTTP to the emulator, no credentials."""
         return json.dumps(
