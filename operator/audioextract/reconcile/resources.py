@@ -51,6 +51,15 @@ def parse_quantity(value: int | str) -> Decimal:
         raise ValueError(f"{value!r} is not a Kubernetes quantity") from exc
 
 
+def _check_maxima(kind: str, values: Quantities, maxima: Mapping[str, str]) -> None:
+    """Raise ResourceBoundsError for the first of ``values`` above its maximum."""
+    for name, high in maxima.items():
+        if name in values and parse_quantity(values[name]) > parse_quantity(high):
+            raise ResourceBoundsError(
+                f"resources.{kind}.{name}: {values[name]} is above the operator's maximum of {high}"
+            )
+
+
 @dataclass(frozen=True)
 class ResourceBounds:
     """Minimum requests, maximum requests and limits, and the limits that must be set."""
@@ -67,12 +76,7 @@ class ResourceBounds:
                 raise ResourceBoundsError(
                     f"resources.requests.{name}: at least {low} required by the operator"
                 )
-        for name, high in self.max_requests.items():
-            if name in requests and parse_quantity(requests[name]) > parse_quantity(high):
-                raise ResourceBoundsError(
-                    f"resources.requests.{name}: {requests[name]} is above the operator's "
-                    f"maximum of {high}"
-                )
+        _check_maxima("requests", requests, self.max_requests)
         for name in self.required_limits:
             if name not in limits:
                 cap = self.max_limits.get(name)
@@ -80,12 +84,7 @@ class ResourceBounds:
                 raise ResourceBoundsError(
                     f"resources.limits.{name}: a limit is required by the operator{most}"
                 )
-        for name, high in self.max_limits.items():
-            if name in limits and parse_quantity(limits[name]) > parse_quantity(high):
-                raise ResourceBoundsError(
-                    f"resources.limits.{name}: {limits[name]} is above the operator's "
-                    f"maximum of {high}"
-                )
+        _check_maxima("limits", limits, self.max_limits)
         for name, request in requests.items():
             if name in limits and parse_quantity(request) > parse_quantity(limits[name]):
                 raise ResourceBoundsError(
