@@ -161,10 +161,11 @@ class Runner:
         return webhook_snapshot(self.plan, self.states, self.status)
 
     def refresh(self, *, final: bool = False) -> BatchStatus | ExtractionJobStatus:
-        """Recompute the status from the jobs, write the status file, wake the webhooks.
+        """Recompute the status from the jobs, write the files, wake the webhooks.
 
-        The file is written at once when ``final`` or when the last write is older than
-        STATUS_WRITE_INTERVAL_SECONDS, else shortly after (coalescing bursts).
+        The status and metrics files are written at once when ``final`` or when the last
+        write is older than STATUS_WRITE_INTERVAL_SECONDS, else shortly after (coalescing
+        bursts); metrics are counted at every change.
         """
         now = now_rfc3339()
         webhook = self.hooks.status if self.hooks is not None else None
@@ -179,16 +180,16 @@ class Runner:
             previous_job = self.status if isinstance(self.status, ExtractionJobStatus) else None
             status = job_status(self.states[0], previous_job, webhook, now)
         self.status = status
-        if self.status_path is not None:
-            self._write_status(final)
         if self.metrics_path is not None:
             self._count(status, now)
+        if self.status_path is not None or self.metrics_path is not None:
+            self._write_files(final)
         if self.hooks is not None:
             self.hooks.changed()
         return status
 
     def _count(self, status: BatchStatus | ExtractionJobStatus, now: str) -> None:
-        """Count each job's changes as the operator's status writer does; write the file."""
+        """Count each job's changes as the operator's status writer does."""
         from audioextract import metrics
 
         for state in self.states:
@@ -202,15 +203,8 @@ class Runner:
                 self._counted[state.job.name] = state.phase
         batches = [status.phase] if self.is_batch else []
         metrics.phase_counts([s.phase for s in self.states], batches)
-        assert self.metrics_path is not None
-        try:
-            metrics.write_textfile(self.metrics_path)
-        except OSError as exc:
-            # Metrics must never stop the jobs; say so once and stop writing them.
-            self.view.message(f"--metrics-file: cannot write {self.metrics_path}: {exc}")
-            self.metrics_path = None
 
-    def _write_status(self, final: bool) -> None:
+    def _write_files(self, final: bool) -> None:
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -218,19 +212,29 @@ class Runner:
         now = loop.time() if loop is not None else 0.0
         due = self._written_at is None or now - self._written_at >= STATUS_WRITE_INTERVAL_SECONDS
         if final or loop is None or due:
-            self._flush_status()
+            self._flush_files()
         elif self._write_timer is None:
             assert self._written_at is not None
             delay = self._written_at + STATUS_WRITE_INTERVAL_SECONDS - now
-            self._write_timer = loop.call_later(delay, self._flush_status)
+            self._write_timer = loop.call_later(delay, self._flush_files)
 
-    def _flush_status(self) -> None:
-        """Write the current status to the status file now."""
+    def _flush_files(self) -> None:
+        """Write the current status file and metrics file now."""
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
-        assert self.status_path is not None and self.status is not None
-        write_document(self.status_path, document(self.plan, self.status))
+        assert self.status is not None
+        if self.status_path is not None:
+            write_document(self.status_path, document(self.plan, self.status))
+        if self.metrics_path is not None:
+            from audioextract import metrics
+
+            try:
+                metrics.write_textfile(self.metrics_path)
+            except OSError as exc:
+                # Metrics must never stop the jobs; say so once and stop writing them.
+                self.view.message(f"--metrics-file: cannot write {self.metrics_path}: {exc}")
+                self.metrics_path = None
         with contextlib.suppress(RuntimeError):
             self._written_at = asyncio.get_running_loop().time()
 
