@@ -301,9 +301,7 @@ def test_each_batch_child_costs_at_most_five_api_writes(
     def recorded_running(pod: dict[str, Any]) -> bool:
         # The Pod's ExtractionJob (its Job's owner, named by the Pod's labels).
         name = pod["metadata"]["labels"][LABEL_EXTRACTION_JOB]
-        ej = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "extractionjobs", name
-        )
+        ej = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "extractionjobs", name)
         return bool((ej.get("status") or {}).get("phase") == "Running")
 
     kubelet = InstantKubelet(

@@ -325,5 +325,7 @@ def test_watch_expiry_mid_run_heals(emulator: EmulatorThread, operator: Operator
     ]
     assert sorted(posts) == [("mid-a-1", 201), ("mid-b-1", 201)], posts
     assert sorted(by_name(emulator, JOBS)) == ["mid-a-1", "mid-b-1"]
-    deletes = [s for s in emulator.served() if s.agent.startswith("OpenAPI") and s.method == "DELETE"]
+    deletes = [
+        s for s in emulator.served() if s.agent.startswith("OpenAPI") and s.method == "DELETE"
+    ]
     assert deletes == [], deletes

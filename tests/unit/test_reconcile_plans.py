@@ -157,7 +157,10 @@ def test_only_unfinished_unrecorded_jobs_are_stopped_once_final():
         worker_job("ej-1", obj, "Failed", failed=1),  # an earlier run: left to its TTL
         worker_job("ej-2", obj, "Failed", failed=1),  # the recorded run
         worker_job("ej-3", obj, active=1),  # started, never recorded: stopped
-        {**worker_job("ej-4", obj, active=1), "metadata": {"name": "ej-4", "deletionTimestamp": NOW}},
+        {
+            **worker_job("ej-4", obj, active=1),
+            "metadata": {"name": "ej-4", "deletionTimestamp": NOW},
+        },
     ]
     plan = plan_extraction_job(JobSnapshot(obj, jobs=jobs, now=NOW), CFG)
     assert plan.delete_jobs == ("ej-3",)
