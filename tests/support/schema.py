@@ -49,10 +49,19 @@ _env = celpy.Environment()
 _programs: dict[str, Any] = {}
 
 
+def _sum(values: Any) -> Any:
+    """Kubernetes' ``<list<int>>.sum()`` (its CEL list library), which cel-python lacks."""
+    return celpy.celtypes.IntType(sum(int(v) for v in values))
+
+
+# The Kubernetes CEL library functions the rules use, beyond standard CEL.
+_K8S_FUNCTIONS = {"sum": _sum}
+
+
 def _cel(rule: str, value: Any) -> bool:
     program = _programs.get(rule)
     if program is None:
-        program = _programs[rule] = _env.program(_env.compile(rule))
+        program = _programs[rule] = _env.program(_env.compile(rule), functions=_K8S_FUNCTIONS)
     return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
 
 

@@ -2,10 +2,11 @@
 
 import pytest
 
-from audioextract.api.constants import MAX_JOBS_PER_BATCH
+from audioextract.api.constants import MAX_BATCH_LOCATION_CHARS, MAX_JOBS_PER_BATCH
 from audioextract.api.crd import batch_crd, extraction_job_crd
-from tests.support.bad_inputs import BAD_INPUTS, BadInput
-from tests.support.builders import batch, batch_job, extraction_job, with_output
+from audioextract.api.spec import BatchSpec, batch_location_chars
+from tests.support.bad_inputs import BAD_INPUTS, LOCATIONS_MESSAGE, BadInput, url_of
+from tests.support.builders import batch, batch_job, extraction_job, source, with_output
 from tests.support.schema import SchemaError, validate
 from tests.support.validation import pydantic_errors
 
@@ -55,3 +56,42 @@ GOOD = [
 def test_good_objects_pass_both_engines(obj: dict) -> None:
     assert pydantic_errors(obj) == []
     assert validate(CRDS[obj["kind"]], obj) == []
+
+
+def _locations_batch(total: int, jobs: int = MAX_JOBS_PER_BATCH) -> dict:
+    """A Batch whose sources, destinations and file names add up to ``total`` characters."""
+    share, extra = divmod(total, jobs)
+    items = []
+    for i in range(jobs):
+        # Three kinds of location in turn: a URL destination, an S3 one, a volume one.
+        own = share + (1 if i < extra else 0)
+        dest: dict
+        if i % 3 == 0:
+            dest = {"url": url_of(own - 40, i)}
+        elif i % 3 == 1:
+            dest = {"s3": {"bucket": "out", "prefix": "p" * (own - 40 - 3 - 5)}}
+        else:
+            dest = {"volume": {"claimName": "audio", "path": "d" * (own - 40 - 5 - 5)}}
+        output: dict = {"destination": dest}
+        if i % 3:
+            output["filename"] = f"f{i:04d}"
+        items.append(batch_job(f"j{i}", source=source(url_of(40, i)), output=output))
+    return batch(jobs=items)
+
+
+def test_location_total_at_the_maximum_passes_and_one_more_is_refused_by_both_engines() -> None:
+    at_max = _locations_batch(MAX_BATCH_LOCATION_CHARS)
+    spec = BatchSpec.model_validate(at_max["spec"])
+    assert batch_location_chars(spec.jobs, spec.defaults) == MAX_BATCH_LOCATION_CHARS
+    assert pydantic_errors(at_max) == []
+    assert validate(CRDS["Batch"], at_max) == []
+    over = _locations_batch(MAX_BATCH_LOCATION_CHARS + 1)
+    for errors in (pydantic_errors(over), validate(CRDS["Batch"], over)):
+        assert [(e.path, LOCATIONS_MESSAGE in e.message) for e in errors] == [("spec.jobs", True)]
+
+
+def test_a_job_with_its_own_destination_does_not_count_the_defaults_one() -> None:
+    long_default = {"output": {"destination": {"url": url_of(3800)}}}
+    own = {"destination": {"s3": {"bucket": "out"}}}
+    obj = batch(jobs=[batch_job(f"j{i}", output=own) for i in range(70)], defaults=long_default)
+    assert pydantic_errors(obj) == [] and validate(CRDS["Batch"], obj) == []
