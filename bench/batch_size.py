@@ -45,6 +45,7 @@ class Case:
     failed_every: int = 0  # every n-th job failed with a message of the longest kind
     dest_len: int = 0  # each job's own destination URL (the result URI is that URL)
     webhook: bool = False  # a webhook summary settling one event per job and the Batch's
+    tags: int = 0  # 110-character tag values per job: spec bytes the location rule ignores
 
 
 # The worst Batch the location rule admits: 1,000 jobs, the longest names, every
@@ -68,6 +69,18 @@ CASES = [
         webhook=True,
     ),
     Case("long names, 500-character URLs", "b" * 63, 63, 500, 500),
+    # Passes the rule (35-character sources, no destination in the spec), but each
+    # result URI sits under the operator's default destination with a 760-character
+    # prefix and each job carries three 110-character tags: the operator must cut.
+    Case(
+        "rule passes, but 3 x 110-character tags per job and 800-character result URIs "
+        "(the operator's default destination)",
+        "b" * 63,
+        63,
+        35,
+        800,
+        tags=3,
+    ),
     Case("maximum lengths (names 63, URLs 4,096)", "b" * 63, 63, 4096, 4096),
 ]
 
@@ -97,6 +110,9 @@ def batch(case: Case, jobs: int) -> Obj:
     if case.dest_len:
         for i, item in enumerate(items):
             item["output"] = {"destination": {"url": dest_url(i, case.dest_len)}}
+    if case.tags:
+        for item in items:
+            item["output"] = {"tags": {f"t{t}": "v" * 110 for t in range(case.tags)}}
     return {
         "apiVersion": "audioextract.dev/v1alpha1",
         "kind": "Batch",
@@ -146,7 +162,7 @@ def status(case: Case, jobs: int) -> Obj:
             ("Complete", "True", "Finished", "all jobs finished"),
         )
     ]  # fmt: skip
-    out = {
+    out: Obj = {
         "phase": "PartiallySucceeded" if failed else "Succeeded",
         "total": jobs, "queued": 0, "running": 0, "succeeded": jobs - failed, "failed": failed,
         "startTime": stamp, "completionTime": stamp, "observedGeneration": 1,
@@ -184,7 +200,13 @@ def on_apiserver(cases: list[Case], jobs: int) -> list[Obj]:
     from tests.support.controlplane import ControlPlane
 
     from audioextract.api.crd import batch_crd
-    from audioextract.reconcile.budget import OBJECT_BUDGET, STATUS_OVERHEAD, bytes_without_status
+    from audioextract.api.status import BatchStatus
+    from audioextract.reconcile.budget import (
+        OBJECT_BUDGET,
+        budgeted_bytes,
+        bytes_without_status,
+        fit_status,
+    )
 
     rows = []
     assets = os.environ.get("KUBEBUILDER_ASSETS") or str(ROOT / ".cache" / "k8s")
@@ -202,32 +224,47 @@ def on_apiserver(cases: list[Case], jobs: int) -> list[Obj]:
             )  # fmt: skip
             row["server_side_apply"] = (created.stdout + created.stderr).strip()[-300:]
             if created.returncode == 0:
-                try:
-                    custom.patch_namespaced_custom_object_status(
-                        "audioextract.dev", "v1alpha1", "default", "batches",
-                        body["metadata"]["name"], {"status": status(case, jobs)},
-                    )  # fmt: skip
-                    row["status_write"] = "ok"
-                except kubernetes.client.ApiException as e:
-                    row["status_write"] = f"{e.status}: {str(e.body)[:300]}"
-                stored = cp.kubectl(
-                    "get",
-                    "batch",
-                    "-n",
-                    "default",
-                    body["metadata"]["name"],
-                    "-o",
-                    "json",
-                    "--show-managed-fields",
-                ).stdout
-                obj = json.loads(stored)
+                name = body["metadata"]["name"]
+
+                def read(name: str = name) -> Obj:
+                    out = cp.kubectl(
+                        "get", "batch", "-n", "default", name, "-o", "json",
+                        "--show-managed-fields", timeout=120,
+                    ).stdout  # fmt: skip
+                    result: Obj = json.loads(out)
+                    return result
+
+                def write(st: Obj, name: str = name) -> str:
+                    try:
+                        custom.patch_namespaced_custom_object_status(
+                            "audioextract.dev", "v1alpha1", "default", "batches", name,
+                            {"status": st},
+                        )  # fmt: skip
+                    except kubernetes.client.ApiException as e:
+                        return f"{e.status}: {str(e.body)[:300]}"
+                    return "ok"
+
+                whole = status(case, jobs)
+                before = read()
+                row["status_write"] = write(whole)
+                # What the operator's status budget makes of it (reconcile/budget.py).
+                other = bytes_without_status(before)
+                model = BatchStatus.model_validate(whole)
+                budgeted = budgeted_bytes(model, other)
+                fitted = fit_status(
+                    model, other, namespace="default",
+                    batch_name=name, now="2026-12-02T03:04:05Z",
+                ).dump()  # fmt: skip
+                row["operator_budget"] = f"{budgeted} of {OBJECT_BUDGET} bytes: " + (
+                    "written whole" if fitted == whole else "status.jobs cut"
+                )
+                if fitted != whole:
+                    cut = next(c for c in fitted["conditions"] if c["type"] == "StatusTruncated")
+                    row["operator_status_write"] = write(fitted)
+                    row["operator_condition"] = cut["message"]
+                obj = read()
                 row["stored_bytes"] = size(obj)
                 row["stored_share_of_etcd_limit"] = f"{size(obj) / ETCD_LIMIT:.0%}"
-                # What the operator's status budget sees: would it cut this status?
-                budgeted = bytes_without_status(obj) + STATUS_OVERHEAD + size(status(case, jobs))
-                row["operator_budget"] = f"{budgeted} of {OBJECT_BUDGET} bytes: " + (
-                    "written whole" if budgeted <= OBJECT_BUDGET else "status.jobs cut"
-                )
             # Client-side apply keeps a copy of the object in an annotation (256 KiB cap).
             body["metadata"]["name"] = f"csa-{n}"
             applied = cp.kubectl(

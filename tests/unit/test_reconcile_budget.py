@@ -4,10 +4,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audioextract.api.constants import ErrorCode, JobPhase
-from audioextract.api.status import BatchStatus, EntryResult, JobEntry, JobError
+from audioextract.api.status import BatchStatus, EntryResult, JobEntry, JobError, WebhookStatus
 from audioextract.reconcile.budget import (
     CONDITION_ROOM,
+    SET_ELEMENT_OVERHEAD,
     STATUS_OVERHEAD,
+    budgeted_bytes,
     fit_status,
     json_bytes,
     listing_command,
@@ -47,7 +49,7 @@ def status(n: int, failed_every: int = 0) -> BatchStatus:
 
 def stored(st_: BatchStatus, other: int) -> int:
     """The stored object's size as fit_status budgets it."""
-    return other + STATUS_OVERHEAD + json_bytes(st_.dump())
+    return budgeted_bytes(st_, other)
 
 
 def fit(st_: BatchStatus, other: int, budget: int) -> BatchStatus:
@@ -132,3 +134,10 @@ def test_the_result_never_exceeds_the_budget_when_counts_fit(n, failed_every, bu
     # Only the tail is touched: a kept entry is the original or a cut-down copy of it.
     for before, after in zip(st_.jobs or (), out.jobs or (), strict=False):
         assert (after.name, after.phase) == (before.name, before.phase)
+
+
+def test_settled_webhook_ids_count_twice_status_and_the_writers_managed_fields():
+    ids = [f"msg_{i:032x}" for i in range(1001)]
+    st_ = BatchStatus(phase="Running", total=0, webhook=WebhookStatus(settled=ids))
+    plain = 5000 + STATUS_OVERHEAD + json_bytes(st_.dump())
+    assert budgeted_bytes(st_, 5000) == plain + sum(len(i) + SET_ELEMENT_OVERHEAD for i in ids)

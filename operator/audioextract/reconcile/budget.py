@@ -36,6 +36,9 @@ OBJECT_BUDGET = 1_310_720
 STATUS_OVERHEAD = 1_024
 # Room kept for the StatusTruncated condition that a cut adds.
 CONDITION_ROOM = 1_024
+# The writer's managedFields entry names each element of a set-type list it owns, one
+# key per element (`"v:\"msg_...\"":{},`): webhook.settled grows the object twice.
+SET_ELEMENT_OVERHEAD = 16
 
 
 def json_bytes(obj: Any) -> int:
@@ -51,6 +54,15 @@ def bytes_without_status(obj: Mapping[str, Any]) -> int:
 def listing_command(namespace: str, batch_name: str) -> str:
     """The command that lists every job of the Batch with its full status."""
     return f"kubectl get ej -n {namespace} -l {LABEL_BATCH}={batch_label_value(batch_name)}"
+
+
+def budgeted_bytes(status: BatchStatus, other_bytes: int) -> int:
+    """The stored Batch's size once ``status`` is written, as the budget counts it."""
+    settled = status.webhook.settled if status.webhook and status.webhook.settled else ()
+    # Counted in full although the entry read may already name some of them: an
+    # overestimate by at most the ids written before, never an underestimate.
+    sets = sum(len(i) + SET_ELEMENT_OVERHEAD for i in settled)
+    return other_bytes + STATUS_OVERHEAD + sets + json_bytes(status.dump())
 
 
 def _without_result(entry: JobEntry) -> JobEntry | None:
@@ -88,8 +100,7 @@ def fit_status(
     """
     entries = list(status.jobs or ())
     sizes = [json_bytes(e.dump()) for e in entries]
-    fixed = other_bytes + STATUS_OVERHEAD
-    total = fixed + json_bytes(status.dump())
+    total = budgeted_bytes(status, other_bytes)
     if total <= budget:
         if status.conditions and any(
             c.type == STATUS_TRUNCATED and c.status == TRUE for c in status.conditions
