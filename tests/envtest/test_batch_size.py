@@ -2,12 +2,14 @@
 
 The CRD's location rule refuses at apply time a Batch whose URLs would make it too
 large; a Batch at the rule's maximum is stored with its full finished status, as the
-operator's Batch plan writes it; and a Batch made large by fields the rule does not
-count gets its status cut by the plan, where the whole one is refused by etcd.
+operator's Batch plan writes it; a Batch made large by fields the rule does not count
+gets its status cut by the plan, where the whole one is refused by etcd; and the real
+operator, run to the end, cuts such a status and names the listing that has it all.
 """
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes.client
@@ -28,9 +30,12 @@ from audioextract.reconcile.conditions import STATUS_TRUNCATED
 from audioextract.reconcile.names import batch_label_value
 from audioextract.reconcile.patch import merge_patch
 from audioextract.reconcile.rollup import ChildSnapshot, rollup
+from tests.envtest.operator_process import OperatorProcess
 from tests.support.bad_inputs import LOCATIONS_MESSAGE, TOO_LONG_LOCATIONS, url_of
 from tests.support.builders import batch, batch_job, source
 from tests.support.controlplane import ControlPlane
+from tests.support.instant_kubelet import JOB_NAME_LABEL, InstantKubelet, result_for
+from tests.support.wait import wait_for
 
 Obj = dict[str, Any]
 GROUP, VERSION, PLURAL = "audioextract.dev", "v1alpha1", "batches"
@@ -230,3 +235,64 @@ def test_status_that_would_not_fit_is_cut_and_says_where_the_full_listing_is(
 
     # The listing the condition names lists every job: the ExtractionJobs hold the rest.
     assert f"-l audioextract.dev/batch={batch_label_value(NAME)}" in listing
+
+
+@pytest.fixture
+def long_uri_kubelet(controller_manager: ControlPlane, namespace: str) -> Iterator[InstantKubelet]:
+    """Pods succeed at once; each result sits under a long prefix (880 characters)."""
+
+    def message(pod: Obj) -> str:
+        job = (pod["metadata"].get("labels") or {})[JOB_NAME_LABEL]
+        result = {**result_for(job), "uri": f"s3://audio/{'p' * 880}/{job}.mp3"}
+        return json.dumps({"result": result}, separators=(",", ":"))
+
+    with InstantKubelet(controller_manager.new_api_client(), namespace, message=message) as k:
+        yield k
+    assert not k.errors, k.errors
+
+
+@pytest.mark.timeout(900)
+def test_operator_cuts_a_status_that_would_not_fit_and_the_listing_has_every_result(
+    controller_manager: ControlPlane,
+    crds: list[str],
+    namespace: str,
+    long_uri_kubelet: InstantKubelet,
+) -> None:
+    # The real operator: the stored size comes from the watched object (managedFields
+    # included) through its cache. 200 jobs with six 950-character tags each (about
+    # 1.2 MB stored before any status) and 900-character result URIs: the whole
+    # finished status would take the Batch past the operator's budget.
+    n = 200
+    tags = {f"t{t}": "v" * 950 for t in range(6)}
+    jobs = [batch_job(f"j{i:04d}", output={"tags": tags}) for i in range(n)]
+    env = {
+        "AUDIOEXTRACT_DEFAULT_DESTINATION": '{"s3": {"bucket": "audio", "prefix": "out/"}}',
+        "AUDIOEXTRACT_MAX_CONCURRENT_JOBS": str(n),
+    }
+    custom: Any = kubernetes.client.CustomObjectsApi(controller_manager.api_client)
+    with OperatorProcess(controller_manager, namespace, env) as op:
+        created = _apply(controller_manager, namespace, batch("cut", jobs))
+        assert created.returncode == 0, created.stdout + created.stderr
+
+        def final() -> Obj | None:
+            b: Obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "cut")
+            return b if (b.get("status") or {}).get("phase") == "Succeeded" else None
+
+        wait_for(final, timeout=600, interval=1.0, what="Batch cut Succeeded")
+        op.assert_healthy()
+    stored = _read(controller_manager, namespace, "cut")
+    st = stored["status"]
+    assert (st["total"], st["succeeded"], st["failed"]) == (n, n, 0)
+    assert json_bytes(stored) <= OBJECT_BUDGET
+    cond = find_condition_dump(st, STATUS_TRUNCATED)
+    assert cond is not None and (cond["status"], cond["reason"]) == ("True", "ObjectSizeLimit")
+    listing = f"kubectl get ej -n {namespace} -l audioextract.dev/batch=cut"
+    assert listing in cond["message"]
+    kept = [e for e in st["jobs"] if "result" in e]
+    assert 0 < len(kept) < n and st["jobs"][: len(kept)] == kept
+    assert {e["phase"] for e in st["jobs"]} == {"Succeeded"}
+    # The listing the condition names: every job, each with its full result.
+    out = controller_manager.kubectl(*listing.split()[1:], "-o", "json").stdout
+    children = json.loads(out)["items"]
+    assert len(children) == n
+    assert all(len(c["status"]["result"]["uri"]) > 880 for c in children)
