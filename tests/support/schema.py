@@ -58,11 +58,18 @@ def _sum(values: Any) -> Any:
 _K8S_FUNCTIONS = {"sum": _sum}
 
 
-def _cel(rule: str, value: Any) -> bool:
-    program = _programs.get(rule)
+def cel_value(expression: str, value: Any) -> Any:
+    """``expression`` evaluated with ``self`` bound to ``value``, as a rule sees it."""
+    program = _programs.get(expression)
     if program is None:
-        program = _programs[rule] = _env.program(_env.compile(rule), functions=_K8S_FUNCTIONS)
-    return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+        program = _programs[expression] = _env.program(
+            _env.compile(expression), functions=_K8S_FUNCTIONS
+        )
+    return program.evaluate({"self": celpy.json_to_cel(value)})
+
+
+def _cel(rule: str, value: Any) -> bool:
+    return bool(cel_value(rule, value))
 
 
 def _walk(schema: Schema, value: Any, parts: list[Any], cel: bool = True) -> Iterator[SchemaError]:

@@ -1,13 +1,15 @@
 """The bad-input table, checked by two engines: the pydantic models and the CRD schema with CEL."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audioextract.api.constants import MAX_BATCH_LOCATION_CHARS, MAX_JOBS_PER_BATCH
 from audioextract.api.crd import batch_crd, extraction_job_crd
-from audioextract.api.spec import BatchSpec, batch_location_chars
+from audioextract.api.spec import LOCATION_RULE, BatchSpec, batch_location_chars
 from tests.support.bad_inputs import BAD_INPUTS, LOCATIONS_MESSAGE, BadInput, url_of
 from tests.support.builders import batch, batch_job, extraction_job, source, with_output
-from tests.support.schema import SchemaError, validate
+from tests.support.schema import SchemaError, cel_value, validate
 from tests.support.validation import pydantic_errors
 
 CRDS = {"Batch": batch_crd(), "ExtractionJob": extraction_job_crd()}
@@ -95,3 +97,53 @@ def test_a_job_with_its_own_destination_does_not_count_the_defaults_one() -> Non
     own = {"destination": {"s3": {"bucket": "out"}}}
     obj = batch(jobs=[batch_job(f"j{i}", output=own) for i in range(70)], defaults=long_default)
     assert pydantic_errors(obj) == [] and validate(CRDS["Batch"], obj) == []
+
+
+def _path(n: int) -> str:
+    """A relative path of ``n`` characters whose components stay under 255 bytes."""
+    return (("d" * 99 + "/") * 11)[: n - 1] + "x"
+
+
+_LOCATION = st.one_of(
+    st.builds(lambda n: {"url": url_of(40 + n)}, st.integers(0, 300)),
+    st.builds(
+        lambda n, p: {"s3": {"bucket": "b" * n, **({"prefix": "p" * p} if p else {})}},
+        st.integers(3, 63),
+        st.integers(0, 768),
+    ),
+    st.builds(
+        lambda c, p: {"volume": {"claimName": "c" * c, **({"path": _path(p)} if p else {})}},
+        st.integers(1, 253),
+        st.integers(0, 1024),
+    ),
+)
+_SOURCE = st.one_of(
+    st.builds(lambda n: {"url": url_of(40 + n)}, st.integers(0, 300)),
+    st.builds(lambda p: {"volume": {"claimName": "v", "path": _path(p)}}, st.integers(1, 1024)),
+)
+_OUTPUT = st.fixed_dictionaries(
+    {},
+    optional={
+        "destination": _LOCATION,
+        "filename": st.builds(lambda n: "f" * n, st.integers(1, 200)),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(_SOURCE, st.one_of(st.none(), _OUTPUT)), min_size=1, max_size=8),
+    st.one_of(st.none(), _LOCATION),
+)
+def test_the_location_rule_and_its_python_twin_add_up_the_same(jobs, default_dest) -> None:
+    items = []
+    for i, (src, output) in enumerate(jobs):
+        job = batch_job(f"j{i}", source=src)
+        if output is not None:
+            job["output"] = output
+        items.append(job)
+    extra = {"defaults": {"output": {"destination": default_dest}}} if default_dest else {}
+    spec = batch(jobs=items, **extra)["spec"]
+    model = BatchSpec.model_validate(spec)
+    total_rule = LOCATION_RULE.rsplit(" <= ", 1)[0]
+    assert cel_value(total_rule, spec) == batch_location_chars(model.jobs, model.defaults)

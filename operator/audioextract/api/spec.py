@@ -582,9 +582,9 @@ def _location_chars(location: "Source | Destination | None") -> int:
         return 0
     if location.url is not None:
         return len(location.url)
-    s3 = getattr(location, "s3", None)
-    if s3 is not None and isinstance(location, Destination):
-        return len(s3.bucket) + len(s3.prefix or "")
+    # A source's s3 holds connection options only; a destination's names the bucket.
+    if isinstance(location, Destination) and location.s3 is not None:
+        return len(location.s3.bucket) + len(location.s3.prefix or "")
     if location.volume is not None:
         return len(location.volume.claim_name) + len(location.volume.path or "")
     return 0
