@@ -29,6 +29,14 @@ from audioextract.reconcile.extractionjob import with_conditions
 from audioextract.reconcile.rollup import ChildSnapshot, rollup
 from audioextract.webhooks.events import Child, Owner, Snapshot
 
+# libyaml's emitter when PyYAML was built with it (the wheels are): about 6x faster than
+# the pure-Python one, and the same text except where a long double-quoted string (one
+# with a tab or line break) is folded; the values read back are the same
+# (tests/local/test_status_writes.py). The status file of a Batch of hundreds of jobs is
+# rewritten every STATUS_WRITE_INTERVAL_SECONDS while they run, and those writes were a
+# large part of the runner's own CPU (docs/performance.md).
+_YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 # metadata.generation of an object as first created; the local run never changes its spec.
 GENERATION = 1
 
@@ -168,5 +176,5 @@ def write_document(path: Path, doc: dict[str, Any]) -> None:
     if path.suffix.lower() == ".json":
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        text = yaml.dump(doc, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True)
     write_atomically(path, text.encode("utf-8"))
