@@ -223,7 +223,7 @@ def main() -> int:
     # On the host: the image's ffmpeg cannot make them (no test sources, no video encoder).
     sources = clips()
     if args.in_image:
-        return report.reexec_in_image(args.in_image, "bench.local")
+        return report.reexec_in_image(args.in_image, "bench.local", args.checkout_code)
     env = report.ffmpeg_env(args.ffmpeg_dir)
     name = report.variant("local", args.ffmpeg_dir)
     if args.quick:

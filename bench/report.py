@@ -76,6 +76,12 @@ def add_ffmpeg_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the whole benchmark inside the worker image built by `make images` "
         "(buildah, chroot isolation): its ffmpeg, its Python and its installed worker",
     )
+    parser.add_argument(
+        "--checkout-code",
+        action="store_true",
+        help="with --in-image: run this checkout's operator/ instead of the package "
+        "installed in the image (to measure a change before rebuilding the image)",
+    )
 
 
 def ffmpeg_env(directory: Path | None) -> dict[str, str]:
@@ -120,7 +126,7 @@ def heading(name: str) -> str | None:
     return None
 
 
-def run_in_image(image: str, module: str, argv: list[str]) -> int:
+def run_in_image(image: str, module: str, argv: list[str], checkout_code: bool = False) -> int:
     """Run ``python -m MODULE ARGV`` inside ``image`` with this checkout mounted at its path.
 
     The benchmark then measures what ships: the image's ffmpeg (on its PATH), its
@@ -129,6 +135,10 @@ def run_in_image(image: str, module: str, argv: list[str]) -> int:
     container, so that it can write its results into the mounted checkout; the user
     changes nothing that is measured. Content must be generated beforehand on the host
     (the image's ffmpeg has no test sources or video encoders): the caller does that.
+
+    ``checkout_code``: this checkout's operator/ comes first on the PYTHONPATH instead,
+    with byte-code caching on (the image turns it off), so that fresh worker processes
+    do not compile it again every run.
     """
     buildah = shutil.which("buildah")
     if buildah is None:
@@ -156,7 +166,17 @@ def run_in_image(image: str, module: str, argv: list[str]) -> int:
                 "--workingdir",
                 str(ROOT),
                 "--env",
-                f"{IMAGE_ENV}={image}",
+                f"{IMAGE_ENV}={image}" + (" (this checkout's operator/)" if checkout_code else ""),
+                *(
+                    [
+                        "--env",
+                        f"PYTHONPATH={ROOT / 'operator'}",
+                        "--env",
+                        "PYTHONDONTWRITEBYTECODE=",
+                    ]
+                    if checkout_code
+                    else []
+                ),
                 "-v",
                 f"{ROOT}:{ROOT}",
                 container,
@@ -187,9 +207,10 @@ def argv_without_image(argv: list[str]) -> list[str]:
     return out
 
 
-def reexec_in_image(image: str, module: str) -> int:
+def reexec_in_image(image: str, module: str, checkout_code: bool = False) -> int:
     """Run this benchmark's own command line again inside ``image``."""
-    return run_in_image(image, module, argv_without_image(sys.argv[1:]))
+    argv = [a for a in argv_without_image(sys.argv[1:]) if a != "--checkout-code"]
+    return run_in_image(image, module, argv, checkout_code)
 
 
 def load() -> tuple[float, float, float]:

@@ -51,7 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     clip = local.clips()[0]
     if args.in_image:
-        return report.reexec_in_image(args.in_image, "bench.startup")
+        return report.reexec_in_image(args.in_image, "bench.startup", args.checkout_code)
     env = report.ffmpeg_env(args.ffmpeg_dir)
     commands = {
         "ffmpeg -version": ["ffmpeg", "-version"],

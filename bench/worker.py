@@ -231,7 +231,7 @@ def main() -> int:
     for kind in kinds:
         content.video(kind, args.content_seconds)
     if args.in_image:
-        return report.reexec_in_image(args.in_image, "bench.worker")
+        return report.reexec_in_image(args.in_image, "bench.worker", args.checkout_code)
     env = report.ffmpeg_env(args.ffmpeg_dir)
     name = report.variant("worker", args.ffmpeg_dir)
     meter = report.LoadMeter()
