@@ -281,6 +281,11 @@ def main() -> int:
         "load": meter.text(),
     }
     parts: dict[str, dict[str, str] | None] = {"overhead": run, "content": run}
+    source = (
+        f"{src.name}: {duration:.0f} s of mixed content (speech, music, noise), "
+        f"AAC {info.sample_rate} Hz stereo under 1280x720 H.264"
+    )
+    content_seconds = args.content_seconds
     if args.part != "all":
         # Keep the other part's figures (and when, how, under which load) from before,
         # if there are any.
@@ -290,14 +295,18 @@ def main() -> int:
         parts[other] = previous.get("parts", {}).get(other)
         rows = rows or previous.get("rows", [])
         per_content = per_content or previous.get("per_content", [])
+        # The part kept from before describes its own sources.
+        if args.part == "overhead":
+            content_seconds = previous.get("content_seconds", content_seconds)
+        else:
+            source = previous.get("source", source)
     data = {
         "parts": parts,
         "machine": report.machine(env),
-        "source": f"{src.name}: {duration:.0f} s of mixed content (speech, music, noise), "
-        f"AAC {info.sample_rate} Hz stereo under 1280x720 H.264",
+        "source": source,
         "rows": rows,
         "per_content": per_content,
-        "content_seconds": args.content_seconds,
+        "content_seconds": content_seconds,
     }
     report.publish(
         name, data, render, section=name, docs=not args.no_docs, heading=report.heading(name)
