@@ -39,6 +39,8 @@ _YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDump
 
 # metadata.generation of an object as first created; the local run never changes its spec.
 GENERATION = 1
+# The JobState fields its snapshot is made of: setting one makes a new snapshot.
+_SNAPSHOT_FIELDS = frozenset({"job", "phase", "result", "error", "start_time", "completion_time"})
 
 
 @dataclass
@@ -82,17 +84,31 @@ class JobState:
         half = self.step_percent / 2
         return half if self.step == "measure" else 50.0 + half
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SNAPSHOT_FIELDS:
+            self.__dict__.pop("_snapshot", None)
+        super().__setattr__(name, value)
+
     def snapshot(self) -> ChildSnapshot:
-        """The rollup's view of this job."""
-        return ChildSnapshot(
-            key=self.job.key,
-            name=self.job.name,
-            phase=self.phase,
-            result=self.result,
-            error=self.error,
-            start_time=self.start_time,
-            completion_time=self.completion_time,
-        )
+        """The rollup's view of this job: the same object until one of its fields changes.
+
+        Every status change rolls up all the jobs of the Batch; kept, a job's snapshot
+        keeps its entry (:attr:`ChildSnapshot.entry`) too, so only the jobs that changed
+        are converted again (a Batch of N jobs made N entries at each of its ~3N changes).
+        """
+        cached: ChildSnapshot | None = self.__dict__.get("_snapshot")
+        if cached is None:
+            cached = ChildSnapshot(
+                key=self.job.key,
+                name=self.job.name,
+                phase=self.phase,
+                result=self.result,
+                error=self.error,
+                start_time=self.start_time,
+                completion_time=self.completion_time,
+            )
+            self.__dict__["_snapshot"] = cached
+        return cached
 
     def child(self, batch: bool) -> Child:
         """The webhooks' view of this job."""
