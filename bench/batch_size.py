@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audioextract.api.constants import MAX_JOBS_PER_BATCH
+from audioextract.api.constants import MAX_BATCH_LOCATION_CHARS, MAX_JOBS_PER_BATCH
 from audioextract.reconcile.names import child_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,12 +43,44 @@ class Case:
     source_len: int
     result_uri_len: int
     failed_every: int = 0  # every n-th job failed with a message of the longest kind
+    dest_len: int = 0  # each job's own destination URL (the result URI is that URL)
+    webhook: bool = False  # a webhook summary settling one event per job and the Batch's
+    tags: int = 0  # 110-character tag values per job: spec bytes the location rule ignores
+
+
+# The worst Batch the location rule admits: 1,000 jobs, the longest names, every
+# character of the rule's total in a short source plus a destination URL, which each
+# status entry repeats as its result URI (so each character is stored twice).
+_SHARE = MAX_BATCH_LOCATION_CHARS // MAX_JOBS_PER_BATCH
+_SOURCE = 40
 
 
 CASES = [
     Case("typical (short names, 60-character URLs)", "episode-42", 10, 60, 70),
     Case("long names, 250-character URLs", "b" * 63, 63, 250, 250, failed_every=10),
+    Case(
+        "near the new maximum: longest names, 262,000 characters of URLs (40 + 222 per job, "
+        "destination in every entry), webhook summary",
+        "b" * 63,
+        63,
+        _SOURCE,
+        _SHARE - _SOURCE,
+        dest_len=_SHARE - _SOURCE,
+        webhook=True,
+    ),
     Case("long names, 500-character URLs", "b" * 63, 63, 500, 500),
+    # Passes the rule (35-character sources, no destination in the spec), but each
+    # result URI sits under the operator's default destination with a 760-character
+    # prefix and each job carries three 110-character tags: the operator must cut.
+    Case(
+        "rule passes, but 3 x 110-character tags per job and 800-character result URIs "
+        "(the operator's default destination)",
+        "b" * 63,
+        63,
+        35,
+        800,
+        tags=3,
+    ),
     Case("maximum lengths (names 63, URLs 4,096)", "b" * 63, 63, 4096, 4096),
 ]
 
@@ -61,15 +93,26 @@ def job_name(i: int, length: int) -> str:
     return _pad(f"j{i:04d}-", length) if length > 6 else f"j{i:04d}"[:length]
 
 
+def dest_url(i: int, length: int) -> str:
+    """A job's destination URL (a presigned PUT without its query: the result URI)."""
+    return _pad(f"https://audio-out.example.com/{i}/", length, ".mp3")
+
+
 def batch(case: Case, jobs: int) -> Obj:
     """The Batch as a user applies it."""
-    items = [
+    items: list[Obj] = [
         {
             "name": job_name(i, case.job_name_len),
             "source": {"url": _pad(f"https://cdn.example.com/{i}/", case.source_len, ".mp4")},
         }
         for i in range(jobs)
     ]
+    if case.dest_len:
+        for i, item in enumerate(items):
+            item["output"] = {"destination": {"url": dest_url(i, case.dest_len)}}
+    if case.tags:
+        for item in items:
+            item["output"] = {"tags": {f"t{t}": "v" * 110 for t in range(case.tags)}}
     return {
         "apiVersion": "audioextract.dev/v1alpha1",
         "kind": "Batch",
@@ -94,8 +137,9 @@ def entry(case: Case, i: int) -> Obj:
             "retryable": True,
         }
     else:
+        uri = dest_url(i, case.dest_len) if case.dest_len else ""
         out["result"] = {
-            "uri": _pad(f"s3://audio-out/bench/{i}/", case.result_uri_len, ".mp3"),
+            "uri": uri or _pad(f"s3://audio-out/bench/{i}/", case.result_uri_len, ".mp3"),
             "sizeBytes": 73_400_320,
             "durationSeconds": 4587.52,
             "sha256": hashlib.sha256(name.encode()).hexdigest(),
@@ -118,12 +162,16 @@ def status(case: Case, jobs: int) -> Obj:
             ("Complete", "True", "Finished", "all jobs finished"),
         )
     ]  # fmt: skip
-    return {
+    out: Obj = {
         "phase": "PartiallySucceeded" if failed else "Succeeded",
         "total": jobs, "queued": 0, "running": 0, "succeeded": jobs - failed, "failed": failed,
         "startTime": stamp, "completionTime": stamp, "observedGeneration": 1,
         "jobs": entries, "conditions": conditions,
     }  # fmt: skip
+    if case.webhook:
+        ids = [f"msg_{hashlib.sha256(str(i).encode()).hexdigest()[:32]}" for i in range(jobs + 1)]
+        out["webhook"] = {"delivered": jobs + 1, "pending": 0, "failed": 0, "settled": ids}
+    return out
 
 
 def size(obj: Any) -> int:
@@ -146,42 +194,24 @@ def measure(case: Case, jobs: int) -> Obj:
     }
 
 
-RESULT_SCHEMA: Obj = {
-    "type": "object",
-    "description": "The compact result.",
-    "properties": {
-        "uri": {"type": "string", "maxLength": 4096},
-        "sizeBytes": {"type": "integer"},
-        "durationSeconds": {"type": "number"},
-        "sha256": {"type": "string", "maxLength": 64},
-    },
-}
-
-
-def _crd_with_result() -> Obj:
-    """The generated Batch CRD; with a compact ``result`` per status entry if it has none yet.
-
-    (The entry model gains ``result`` with the controller rewrite; until then the
-    measurement declares it here, so the API server stores what is measured.)
-    """
-    from audioextract.api.crd import batch_crd
-
-    crd = batch_crd()
-    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    item = schema["properties"]["status"]["properties"]["jobs"]["items"]
-    item["properties"].setdefault("result", RESULT_SCHEMA)
-    return crd
-
-
 def on_apiserver(cases: list[Case], jobs: int) -> list[Obj]:
     """Create each Batch server-side, write its status and read back the stored size."""
     import kubernetes.client
     from tests.support.controlplane import ControlPlane
 
+    from audioextract.api.crd import batch_crd
+    from audioextract.api.status import BatchStatus
+    from audioextract.reconcile.budget import (
+        OBJECT_BUDGET,
+        budgeted_bytes,
+        bytes_without_status,
+        fit_status,
+    )
+
     rows = []
     assets = os.environ.get("KUBEBUILDER_ASSETS") or str(ROOT / ".cache" / "k8s")
     with ControlPlane(Path(assets), Path(tempfile.mkdtemp(prefix="batch-size-"))) as cp:
-        cp.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(_crd_with_result()))
+        cp.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(batch_crd()))
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         custom: Any = kubernetes.client.CustomObjectsApi(cp.api_client)
         for n, case in enumerate(cases):
@@ -194,25 +224,47 @@ def on_apiserver(cases: list[Case], jobs: int) -> list[Obj]:
             )  # fmt: skip
             row["server_side_apply"] = (created.stdout + created.stderr).strip()[-300:]
             if created.returncode == 0:
-                try:
-                    custom.patch_namespaced_custom_object_status(
-                        "audioextract.dev", "v1alpha1", "default", "batches",
-                        body["metadata"]["name"], {"status": status(case, jobs)},
-                    )  # fmt: skip
-                    row["status_write"] = "ok"
-                except kubernetes.client.ApiException as e:
-                    row["status_write"] = f"{e.status}: {str(e.body)[:300]}"
-                stored = cp.kubectl(
-                    "get",
-                    "batch",
-                    "-n",
-                    "default",
-                    body["metadata"]["name"],
-                    "-o",
-                    "json",
-                    "--show-managed-fields",
-                ).stdout
-                row["stored_bytes"] = size(json.loads(stored))
+                name = body["metadata"]["name"]
+
+                def read(name: str = name) -> Obj:
+                    out = cp.kubectl(
+                        "get", "batch", "-n", "default", name, "-o", "json",
+                        "--show-managed-fields", timeout=120,
+                    ).stdout  # fmt: skip
+                    result: Obj = json.loads(out)
+                    return result
+
+                def write(st: Obj, name: str = name) -> str:
+                    try:
+                        custom.patch_namespaced_custom_object_status(
+                            "audioextract.dev", "v1alpha1", "default", "batches", name,
+                            {"status": st},
+                        )  # fmt: skip
+                    except kubernetes.client.ApiException as e:
+                        return f"{e.status}: {str(e.body)[:300]}"
+                    return "ok"
+
+                whole = status(case, jobs)
+                before = read()
+                row["status_write"] = write(whole)
+                # What the operator's status budget makes of it (reconcile/budget.py).
+                other = bytes_without_status(before)
+                model = BatchStatus.model_validate(whole)
+                budgeted = budgeted_bytes(model, other)
+                fitted = fit_status(
+                    model, other, namespace="default",
+                    batch_name=name, now="2026-12-02T03:04:05Z",
+                ).dump()  # fmt: skip
+                row["operator_budget"] = f"{budgeted} of {OBJECT_BUDGET} bytes: " + (
+                    "written whole" if fitted == whole else "status.jobs cut"
+                )
+                if fitted != whole:
+                    cut = next(c for c in fitted["conditions"] if c["type"] == "StatusTruncated")
+                    row["operator_status_write"] = write(fitted)
+                    row["operator_condition"] = cut["message"]
+                obj = read()
+                row["stored_bytes"] = size(obj)
+                row["stored_share_of_etcd_limit"] = f"{size(obj) / ETCD_LIMIT:.0%}"
             # Client-side apply keeps a copy of the object in an annotation (256 KiB cap).
             body["metadata"]["name"] = f"csa-{n}"
             applied = cp.kubectl(

@@ -73,8 +73,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Per-attempt allowance for image pull and start in the Job deadline.",
     )
-    job_cleanup_delay_seconds: float = Field(
-        default=0, ge=0, description="Delay between recording a Job's result and deleting the Job."
+    job_cleanup_delay_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How long a finished worker Job (and its Pod, with its logs) is kept: "
+        "the Job's ttlSecondsAfterFinished, carried out by Kubernetes' TTL controller. "
+        "It must outlast any operator outage: a Job removed before the operator recorded "
+        "its outcome ends its run as WorkerCrashed.",
     )
     resync_seconds: float = Field(
         default=600,
@@ -178,6 +183,7 @@ class Settings(BaseSettings):
             default_limits=dict(self.default_limits),
             temp_size_limit=self.temp_size_limit,
             start_grace_seconds=self.start_grace_seconds,
+            ttl_seconds_after_finished=self.job_cleanup_delay_seconds,
             allow_networks=self.allow_networks,
             source_private_networks=(
                 "deny" if self.deny_private_networks else self.source_private_networks

@@ -129,12 +129,15 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
                 and ej["status"]["observedGeneration"] == ej["metadata"]["generation"]
             )
 
-        # Jobs are deleted once their results are recorded.
-        wait_for(
-            lambda: not batch_api.list_namespaced_job(namespace, label_selector=JOB_SELECTOR).items,
-            timeout=30,
-            what="Jobs cleaned up",
-        )
+        # Finished Jobs are kept for Kubernetes' TTL controller (kubectl logs works
+        # meanwhile); the operator deletes none of them.
+        finished = batch_api.list_namespaced_job(namespace, label_selector=JOB_SELECTOR).items
+        assert sorted(j.metadata.name for j in finished) == [
+            "episode-bad-1",
+            "episode-good1-1",
+            "episode-good2-1",
+        ]
+        assert {j.spec.ttl_seconds_after_finished for j in finished} == {3600}
         assert watcher.max_active <= 2, watcher.max_active
         assert len(watcher.names) == 3
 
@@ -185,6 +188,12 @@ def test_batch_of_three_partially_succeeds_then_retry_and_delete(
         ),
         timeout=60,
         what="children garbage-collected",
+    )
+    # ... and, below them, the finished Jobs kept for their TTL.
+    wait_for(
+        lambda: not batch_api.list_namespaced_job(namespace, label_selector=JOB_SELECTOR).items,
+        timeout=60,
+        what="Jobs garbage-collected with their ExtractionJobs",
     )
 
 

@@ -9,7 +9,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from audioextract.api.constants import MAX_JOBS_PER_BATCH
+from audioextract.api.constants import MAX_BATCH_LOCATION_CHARS, MAX_JOBS_PER_BATCH
 from tests.support.builders import batch, batch_job, extraction_job, source, with_output
 
 Obj = dict[str, Any]
@@ -42,6 +42,24 @@ def _drop(obj: Obj, path: list[Any]) -> Obj:
     del node[path[-1]]
     return obj
 
+
+def url_of(length: int, i: int = 0) -> str:
+    """An HTTPS URL of exactly ``length`` characters."""
+    head = f"https://media.example.com/{i}/"
+    return head + "x" * (length - len(head) - 4) + ".mp4"
+
+
+# Just over the total of locations, at the most jobs (each URL one character longer than
+# an even share) and with few jobs inheriting a long default destination.
+_SHARE = MAX_BATCH_LOCATION_CHARS // MAX_JOBS_PER_BATCH + 1
+TOO_LONG_LOCATIONS = batch(
+    jobs=[batch_job(f"j{i}", source=source(url_of(_SHARE, i))) for i in range(MAX_JOBS_PER_BATCH)]
+)
+TOO_LONG_DEFAULT = batch(
+    jobs=[batch_job(f"j{i}", source=source(url_of(40, i))) for i in range(70)],
+    defaults={"output": {"destination": {"url": url_of(3800)}}},
+)
+LOCATIONS_MESSAGE = "split the jobs over several Batches"
 
 HOOK = {"url": "https://hooks.example.com/a", "secretRef": {"name": "hook", "key": "secret"}}
 J0 = ["spec", "jobs", 0]
@@ -238,4 +256,6 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("ej-no-source", _drop(extraction_job(), ["spec", "source"]), "spec.source"),
     BadInput("webhook-in-batch-job", _set(batch(), [*J0, "webhook"], HOOK), "spec.jobs[0].webhook"),
     BadInput("ej-queue-name", extraction_job(queueName="Team A"), "spec.queueName"),
+    BadInput("locations-too-long", TOO_LONG_LOCATIONS, "spec.jobs", LOCATIONS_MESSAGE),
+    BadInput("default-destination-counts", TOO_LONG_DEFAULT, "spec.jobs", LOCATIONS_MESSAGE),
 ]

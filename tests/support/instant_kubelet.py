@@ -63,7 +63,8 @@ class InstantKubelet:
     """Binds and completes the Pods of ``namespaces`` as soon as they appear.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. ``message``
-    makes each Pod's termination message (by default :func:`job_result_message`).
+    makes each Pod's termination message (by default :func:`job_result_message`);
+    with ``run_until``, each Pod runs (ready) until ``run_until(pod)`` is true.
     """
 
     def __init__(
@@ -73,11 +74,15 @@ class InstantKubelet:
         threads: int = 8,
         node: str | None = None,
         message: Callable[[Pod], str] = job_result_message,
+        run_until: Callable[[Pod], bool] | None = None,
     ) -> None:
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.namespaces = [namespaces] if isinstance(namespaces, str) else list(namespaces)
         self.node = node or f"instant-{self.namespaces[0]}"[:63]
         self.message = message
+        # Given: each Pod is first reported running and ready, as a real worker would
+        # be, and succeeds once run_until(pod) is true (polled; 60 s at most).
+        self.run_until = run_until
         self.completed: set[str] = set()
         self.errors: list[str] = []
         self._seen: set[str] = set()
@@ -197,6 +202,13 @@ class InstantKubelet:
                 self.core.create_namespaced_pod_binding(
                     name, namespace, binding, _preload_content=False
                 )
+            if self.run_until is not None:
+                self.core.patch_namespaced_pod_status(
+                    name, namespace, {"status": self._running(pod)}, _preload_content=False
+                )
+                deadline = time.monotonic() + 60
+                while not self.run_until(pod) and time.monotonic() < deadline:
+                    time.sleep(0.2)
             self.core.patch_namespaced_pod_status(
                 name, namespace, {"status": self._succeeded(pod)}, _preload_content=False
             )
@@ -209,6 +221,40 @@ class InstantKubelet:
             return
         with self._lock:
             self.completed.add(name)
+
+    def _running(self, pod: Pod) -> dict[str, Any]:
+        """The status a kubelet reports for a Pod whose one container runs and is ready."""
+        now = _now()
+        meta, container = pod["metadata"], pod["spec"]["containers"][0]
+        conditions = [
+            {"type": t, "status": "True", "lastTransitionTime": now}
+            for t in (
+                "PodScheduled",
+                "Initialized",
+                "PodReadyToStartContainers",
+                "ContainersReady",
+                "Ready",
+            )
+        ]
+        return {
+            "phase": "Running",
+            "startTime": now,
+            "hostIP": "127.0.0.1",
+            "podIP": "127.0.0.1",
+            "conditions": conditions,
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "image": container.get("image", ""),
+                    "imageID": container.get("image", ""),
+                    "containerID": f"instant://{meta['uid']}",
+                    "ready": True,
+                    "started": True,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": now}},
+                }
+            ],
+        }
 
     def _succeeded(self, pod: Pod) -> dict[str, Any]:
         """The status a kubelet reports for a Pod whose one container exited 0."""

@@ -49,11 +49,27 @@ _env = celpy.Environment()
 _programs: dict[str, Any] = {}
 
 
-def _cel(rule: str, value: Any) -> bool:
-    program = _programs.get(rule)
+def _sum(values: Any) -> Any:
+    """Kubernetes' ``<list<int>>.sum()`` (its CEL list library), which cel-python lacks."""
+    return celpy.celtypes.IntType(sum(int(v) for v in values))
+
+
+# The Kubernetes CEL library functions the rules use, beyond standard CEL.
+_K8S_FUNCTIONS = {"sum": _sum}
+
+
+def cel_value(expression: str, value: Any) -> Any:
+    """``expression`` evaluated with ``self`` bound to ``value``, as a rule sees it."""
+    program = _programs.get(expression)
     if program is None:
-        program = _programs[rule] = _env.program(_env.compile(rule))
-    return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+        program = _programs[expression] = _env.program(
+            _env.compile(expression), functions=_K8S_FUNCTIONS
+        )
+    return program.evaluate({"self": celpy.json_to_cel(value)})
+
+
+def _cel(rule: str, value: Any) -> bool:
+    return bool(cel_value(rule, value))
 
 
 def _walk(schema: Schema, value: Any, parts: list[Any], cel: bool = True) -> Iterator[SchemaError]:

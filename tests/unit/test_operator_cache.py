@@ -1,5 +1,6 @@
 """The controller's cache: slim projections, ordering by resourceVersion, indexes, pruning."""
 
+import json
 import time
 
 from audioextract.handlers.cache import Cache
@@ -130,3 +131,21 @@ def test_events_wake_only_the_objects_they_concern():
     assert list(c.batches._queue) == [("ns", "other")]
     c.event("ExtractionJob", "DELETED", ej)
     assert ("ns", "b-a") not in c.cache.extraction_jobs
+
+
+def test_a_batch_keeps_its_stored_size_without_status_for_the_status_budget():
+    cache = Cache()
+    b = cached(batch("b"), uid="uid-b")
+    b["metadata"]["managedFields"] = [
+        {"manager": "user", "fieldsV1": {"f:spec": {"x": "y" * 5000}}}
+    ]
+    b["status"] = {"jobs": [{"name": "a" * 63}] * 100}
+    cache.put("Batch", b)
+    size = cache.batch_bytes[("ns", "b")]
+    # managedFields count (the projection drops them, etcd stores them); status does not.
+    assert 5000 < size < 6000
+    assert size == len(
+        json.dumps({k: v for k, v in b.items() if k != "status"}, separators=(",", ":"))
+    )
+    cache.remove("Batch", ("ns", "b"))
+    assert cache.batch_bytes == {}

@@ -2,6 +2,7 @@ import ast
 import asyncio
 import contextlib
 import itertools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,35 @@ def test_every_api_call_has_a_timeout():
     kube = Kube(api_client=object(), timeout=7)  # type: ignore[arg-type]
     asyncio.run(kube._call(call, "x"))
     assert seen == {"_request_timeout": 7}
+
+
+def test_status_writes_do_not_wait_behind_a_fan_outs_creates() -> None:
+    """Creates are bounded below the write slots: a status write passes a queue of creates."""
+    from audioextract.handlers.kube import Kube
+
+    release = threading.Event()
+    in_flight: list[str] = []
+    lock = threading.Lock()
+
+    def api(kind: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with lock:
+            in_flight.append(kind)
+        if kind == "create":
+            release.wait(timeout=30)
+        return {}
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        kube = Kube(api_client=object(), max_writes=4)  # type: ignore[arg-type]
+        creates = [asyncio.create_task(kube._create(api, "create")) for _ in range(50)]
+        await asyncio.sleep(0.2)
+        started_before = list(in_flight)
+        # Every create slot is taken and 47 more wait, yet the status write goes through.
+        await asyncio.wait_for(kube._write(api, "status"), timeout=10)
+        after_status = list(in_flight)
+        release.set()
+        await asyncio.gather(*creates)
+        return started_before, after_status
+
+    started_before, after_status = asyncio.run(scenario())
+    assert started_before == ["create"] * 3  # 4 write slots, 3 of them for creates
+    assert after_status == ["create"] * 3 + ["status"]

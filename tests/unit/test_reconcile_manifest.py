@@ -107,6 +107,8 @@ def test_pod_failure_policy_backoff_and_deadline():
     m = build({"source": {"url": "https://e.com/a.mp4"}, "retries": 3, "timeoutSeconds": 100})
     spec = m["spec"]
     assert spec["backoffLimit"] == 3
+    # Finished Jobs are removed by Kubernetes' TTL controller, not by an operator write.
+    assert spec["ttlSecondsAfterFinished"] == CONFIG.ttl_seconds_after_finished == 3600
     assert spec["activeDeadlineSeconds"] == 4 * (100 + CONFIG.start_grace_seconds)
     fail, ignore = spec["podFailurePolicy"]["rules"]
     assert fail["action"] == "FailJob" and fail["onExitCodes"]["values"] == list(

@@ -84,7 +84,8 @@ def test_job_finished_before_it_was_recorded_costs_one_status_write():
     assert (st.phase, st.job_name, st.attempts) == (JobPhase.SUCCEEDED, "ej-1", 1)
     assert (st.result, st.start_time) == (RESULT, "2026-01-01T00:00:10Z")
     assert [e.reason for e in plan.events] == [events.JOB_STARTED, events.JOB_SUCCEEDED]
-    assert plan.delete_jobs == ("ej-1",)
+    # The finished Job is left to its ttlSecondsAfterFinished: no delete write.
+    assert plan.delete_jobs == ()
 
 
 def test_batch_child_posts_no_per_job_events():
@@ -136,7 +137,7 @@ def test_a_job_of_the_next_run_is_adopted_not_created_again():
     assert "started Job ej-1 (run 1)" in plan.events[0].message
 
 
-def test_finished_job_records_the_result_then_is_deleted():
+def test_finished_job_records_the_result_and_is_left_to_its_ttl():
     obj = ej(phase="Running", jobName="ej-1", attempts=1, startTime="2026-01-01T00:00:10Z")
     job = worker_job("ej-1", obj, "Complete", succeeded=1, completionTime="2026-01-01T00:01:00Z")
     assert pods_needed(obj, [job]) == "ej-1"
@@ -146,15 +147,28 @@ def test_finished_job_records_the_result_then_is_deleted():
     assert plan.status.phase == JobPhase.SUCCEEDED and plan.status.result == RESULT
     assert plan.status.completion_time == "2026-01-01T00:01:00Z"
     assert [e.reason for e in plan.events] == [events.JOB_SUCCEEDED]
-    assert plan.delete_jobs == ("ej-1",)
+    assert plan.delete_jobs == () and plan.requeue_after is None
 
 
-def test_cleanup_delay_requeues_instead_of_deleting():
-    obj = ej(phase="Succeeded", jobName="ej-1", attempts=1, completionTime="2026-01-01T00:01:50Z")
-    job = worker_job("ej-1", obj, "Complete", succeeded=1)
-    cfg = JobConfig(worker=CFG.worker, cleanup_delay_seconds=30)
-    plan = plan_extraction_job(JobSnapshot(obj, jobs=[job], now=NOW), cfg)
-    assert plan.delete_jobs == () and plan.requeue_after == 20
+def test_only_unfinished_unrecorded_jobs_are_stopped_once_final():
+    obj = ej(phase="Failed", jobName="ej-2", attempts=2, completionTime="2026-01-01T00:01:50Z")
+    obj["status"]["error"] = {"code": "Cancelled", "message": "x", "retryable": False}
+    jobs = [
+        worker_job("ej-1", obj, "Failed", failed=1),  # an earlier run: left to its TTL
+        worker_job("ej-2", obj, "Failed", failed=1),  # the recorded run
+        worker_job("ej-3", obj, active=1),  # started, never recorded: stopped
+        {
+            **worker_job("ej-4", obj, active=1),
+            "metadata": {"name": "ej-4", "deletionTimestamp": NOW},
+        },
+    ]
+    plan = plan_extraction_job(JobSnapshot(obj, jobs=jobs, now=NOW), CFG)
+    assert plan.delete_jobs == ("ej-3",)
+    running = ej(phase="Running", jobName="ej-1", attempts=1)
+    plan = plan_extraction_job(
+        JobSnapshot(running, jobs=[worker_job("ej-1", running, active=1, ready=1)], now=NOW), CFG
+    )
+    assert plan.delete_jobs == ()
 
 
 def test_vanished_job_fails_the_run_as_worker_crashed():

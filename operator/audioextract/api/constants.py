@@ -21,6 +21,13 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # list is a list-map keyed by name, which the API server checks natively in linear time;
 # the remaining CEL rules are per job and fit the cost budget at this size (docs/api.md).
 MAX_JOBS_PER_BATCH = 1000
+# The most characters of locations a Batch may hold, all jobs together: source URLs and
+# volume paths, destination URLs, buckets, prefixes and volume paths (a job without a
+# destination counts the defaults' one), output file names. A status entry repeats its
+# job's destination, so this bounds what makes a Batch with its full status large; at
+# this total and 1,000 jobs with the longest names it stays under 1.2 MiB of etcd's
+# 1.5 MiB (docs/api.md, "How big a Batch gets").
+MAX_BATCH_LOCATION_CHARS = 262_144
 
 
 class JobPhase(StrEnum):

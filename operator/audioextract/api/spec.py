@@ -14,13 +14,22 @@ from pydantic import (
     AfterValidator,
     Field,
     StringConstraints,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from audioextract.api.base import CONTROL, DNS_LABEL, DNS_SUBDOMAIN, HTTP_URL, Model, cel, rules
-from audioextract.api.constants import MAX_JOBS_PER_BATCH, Format, Priority, Quality, WebhookEvent
+from audioextract.api.constants import (
+    MAX_BATCH_LOCATION_CHARS,
+    MAX_JOBS_PER_BATCH,
+    Format,
+    Priority,
+    Quality,
+    WebhookEvent,
+)
 
 LOSSLESS = (Format.FLAC, Format.WAV, Format.ALAC)
 SampleRate = Literal[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000]
@@ -532,8 +541,72 @@ class FailurePolicy(Model):
     )
 
 
+def _opt(path: str, field: str) -> str:
+    return f"(has({path}.{field}) ? size({path}.{field}) : 0)"
+
+
+def _location_cel(path: str, bucket: bool = True) -> str:
+    """CEL: characters of the source or destination at ``path`` (url, or its parts)."""
+    s3 = f"has({path}.s3) ? size({path}.s3.bucket) + {_opt(path + '.s3', 'prefix')} : "
+    return (
+        f"(has({path}.url) ? size({path}.url) : "
+        + (s3 if bucket else "")
+        + f"has({path}.volume) ? size({path}.volume.claimName) + {_opt(path + '.volume', 'path')} "
+        ": 0)"
+    )
+
+
+_DEFAULT_DESTINATION = "self.defaults.output.destination"
+# One pass over the jobs (linear: the sum of per-job sizes), so its CEL cost grows with
+# maxItems like the per-job rules' (docs/api.md, "How big a Batch gets").
+LOCATION_RULE = (
+    "self.jobs.map(j, "
+    + _location_cel("j.source", bucket=False)
+    + " + (has(j.output) && has(j.output.filename) ? size(j.output.filename) : 0)"
+    + " + (has(j.output) && has(j.output.destination) ? "
+    + _location_cel("j.output.destination")
+    + " : has(self.defaults) && has(self.defaults.output) && "
+    + f"has({_DEFAULT_DESTINATION}) ? {_location_cel(_DEFAULT_DESTINATION)} : 0)"
+    + f").sum() <= {MAX_BATCH_LOCATION_CHARS}"
+)
+LOCATION_MESSAGE = (
+    f"the jobs' sources, destinations and file names together exceed {MAX_BATCH_LOCATION_CHARS} "
+    "characters (a job without a destination counts the defaults' one), which would make the "
+    "Batch with its status too large for etcd; split the jobs over several Batches"
+)
+
+
+def _location_chars(location: "Source | Destination | None") -> int:
+    """Python twin of :func:`_location_cel` (kept in step by the bad-input table)."""
+    if location is None:
+        return 0
+    if location.url is not None:
+        return len(location.url)
+    # A source's s3 holds connection options only; a destination's names the bucket.
+    if isinstance(location, Destination) and location.s3 is not None:
+        return len(location.s3.bucket) + len(location.s3.prefix or "")
+    if location.volume is not None:
+        return len(location.volume.claim_name) + len(location.volume.path or "")
+    return 0
+
+
+def batch_location_chars(jobs: "list[BatchJob]", defaults: "JobDefaults | None") -> int:
+    """What :data:`LOCATION_RULE` adds up, for the same check in pydantic."""
+    default_dest = defaults.output.destination if defaults and defaults.output else None
+    total = 0
+    for job in jobs:
+        own = job.output.destination if job.output else None
+        total += _location_chars(job.source) + _location_chars(own or default_dest)
+        total += len(job.output.filename or "") if job.output else 0
+    return total
+
+
 class BatchSpec(Model):
     """Desired state of a Batch."""
+
+    model_config = {
+        "json_schema_extra": rules(cel(LOCATION_RULE, LOCATION_MESSAGE, field_path=".jobs"))
+    }
 
     jobs: list[BatchJob] = Field(
         min_length=1,
@@ -588,3 +661,15 @@ class BatchSpec(Model):
                 )
             seen.add(job.name)
         return jobs
+
+    @model_validator(mode="after")
+    def _locations_fit(self) -> Self:
+        if batch_location_chars(self.jobs, self.defaults) > MAX_BATCH_LOCATION_CHARS:
+            # Raised as a ValidationError so that it names spec.jobs, as the CRD rule does.
+            error = InitErrorDetails(
+                type=PydanticCustomError("value_error", LOCATION_MESSAGE),
+                loc=("jobs",),
+                input=[],
+            )
+            raise ValidationError.from_exception_data("BatchSpec", [error])
+        return self

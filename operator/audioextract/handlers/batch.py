@@ -22,6 +22,7 @@ from audioextract.api.constants import BATCH_KIND, BATCH_PLURAL, JOB_KIND, JOB_P
 from audioextract.api.spec import BatchSpec
 from audioextract.api.status import BatchStatus
 from audioextract.handlers import events
+from audioextract.handlers.cache import key_of
 from audioextract.handlers.context import Context, Obj
 from audioextract.handlers.kube import is_conflict, is_not_found
 from audioextract.handlers.queue import Result
@@ -131,6 +132,7 @@ def _plan(
             taken=_Taken(ctx, batch["metadata"]["namespace"]),
             now=ctx.now,
             unsaved_webhook=ctx.notifier.unsaved(batch["metadata"]["uid"]),
+            stored_bytes=ctx.cache.batch_bytes.get(key_of(batch)),
         ),
         previous=previous,
     )

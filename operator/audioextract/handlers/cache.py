@@ -27,6 +27,7 @@ from audioextract.api.defaults import effective_priority
 from audioextract.api.spec import BatchSpec
 from audioextract.reconcile.admission import BatchLimit, SlotView, batch_limit
 from audioextract.reconcile.batch import parse_batch_spec
+from audioextract.reconcile.budget import bytes_without_status
 from audioextract.reconcile.extractionjob import controller_owner, is_finished, parse_spec
 from audioextract.reconcile.names import job_name
 
@@ -177,6 +178,9 @@ class Cache:
     # of an older version still in flight must not bring one back to be deleted again.
     deleted_jobs: dict[Key, str] = field(default_factory=dict)
     _specs: dict[tuple[str, int | None], BatchSpec | str] = field(default_factory=dict)
+    # Batch -> bytes of the stored object without its status (managedFields included,
+    # which the projection leaves out): the status budget (reconcile/budget.py).
+    batch_bytes: dict[Key, int] = field(default_factory=dict)
 
     # -- feeding ----------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class Cache:
             if not newer_or_same(new, self.batches.get(key)):
                 return None
             self.batches[key] = new
+            self.batch_bytes[key] = bytes_without_status(obj)
         else:
             new = project_custom(obj)
             if not newer_or_same(new, self.extraction_jobs.get(key)):
@@ -252,6 +257,7 @@ class Cache:
             self.deleted_jobs.pop(key, None)
         elif kind == BATCH_KIND:
             self.batches.pop(key, None)
+            self.batch_bytes.pop(key, None)
         else:
             self._drop_ej(key)
             self.extraction_jobs.pop(key, None)

@@ -57,5 +57,4 @@ class Context:
         return JobConfig(
             worker=self.worker,
             default_destination=self.settings.default_destination,
-            cleanup_delay_seconds=self.settings.job_cleanup_delay_seconds,
         )

@@ -128,7 +128,7 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
                 raise
         else:
             log.info(
-                "deleted finished Job %s/%s",
+                "stopped Job %s/%s: its run was cancelled before it was recorded",
                 meta["namespace"],
                 name,
                 extra=logs.about(ej, JOB_KIND),

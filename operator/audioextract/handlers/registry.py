@@ -10,6 +10,7 @@ garbage collector.
 """
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -56,6 +57,29 @@ def login(**kwargs: Any) -> Any:
     return kopf.login_via_client(**kwargs)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base: the operator has no create/update handlers for kopf to diff for.
+
+    kopf builds an object's "essence" on every watch event all the same, and its
+    default storage deep-copies the whole body to do it — a Batch's 1,000-entry status
+    included, on every rollup write — only to throw the copy away. Nothing is stored
+    either (kopf's last-handled-configuration annotation stays off our objects).
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        """An empty essence: nothing here compares essences."""
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        """No stored essence."""
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Store nothing."""
+
+
 @kopf.on.startup(registry=REGISTRY)
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Operator-wide kopf settings."""
@@ -69,6 +93,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # namespaces to match patterns; with the operator's namespaced RBAC that listing
     # is refused and kopf would back off for about a minute before its watches start.
     settings.scanning.disabled = True
+    settings.persistence.diffbase_storage = NoDiffBase()
 
 
 # Every hook is a coroutine: kopf runs synchronous handlers in a thread pool, and the

@@ -19,6 +19,7 @@ from audioextract.api.spec import BatchSpec, Webhook
 from audioextract.api.status import BatchStatus, ExtractionJobStatus, WebhookStatus
 from audioextract.api.validation import batch_output_conflicts
 from audioextract.reconcile import events
+from audioextract.reconcile.budget import bytes_without_status, fit_status, json_bytes
 from audioextract.reconcile.children import BatchRef, child_manifest, is_owned_by
 from audioextract.reconcile.events import EventSpec
 from audioextract.reconcile.extractionjob import (
@@ -82,6 +83,20 @@ class BatchSnapshot:
     unsaved_webhook: WebhookStatus | None = None
     # Names of ExtractionJobs that exist but are not this Batch's: never created again.
     taken: Container[str] = frozenset()
+    # Bytes of the stored Batch without its status (managedFields included), as last
+    # observed; None: estimated from the projection (see other_bytes).
+    stored_bytes: int | None = None
+
+    def other_bytes(self) -> int:
+        """Bytes of the stored Batch besides its status, for the status budget.
+
+        Without an observed size, the projection (no managedFields) plus the spec's size
+        once more stands in: a field manager's managedFields entry lists the spec's
+        fields without their values, so it is smaller than the spec.
+        """
+        if self.stored_bytes is not None:
+            return self.stored_bytes
+        return bytes_without_status(self.batch) + json_bytes(self.batch.get("spec") or {})
 
 
 @dataclass(frozen=True)
@@ -242,6 +257,11 @@ def plan_batch(snap: BatchSnapshot, *, previous: BatchStatus | None = None) -> B
         )
         merged = webhook_state.merge(webhook_state.load(status.webhook), snap.unsaved_webhook)
         new = new.model_copy(update={"webhook": webhook_state.summarize(merged, owed)})
+
+    # The status must fit in etcd with the spec: cut entries (and say so) if it would not.
+    new = fit_status(
+        new, snap.other_bytes(), namespace=meta["namespace"], batch_name=meta["name"], now=snap.now
+    )
 
     post = list(pre_events)
     old_phase = read_batch_status(batch).phase

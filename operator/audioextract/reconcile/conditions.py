@@ -18,6 +18,8 @@ STALLED = "Stalled"
 COMPLETE = "Complete"
 FAILED = "Failed"
 SUSPENDED = "Suspended"
+# A Batch only: True while status.jobs is cut to fit etcd's object size limit (budget.py).
+STATUS_TRUNCATED = "StatusTruncated"
 
 TRUE = "True"
 FALSE = "False"

@@ -75,6 +75,9 @@ class WorkerConfig:
     default_limits: dict[str, str] = field(default_factory=lambda: {"memory": "1Gi"})
     temp_size_limit: str | None = "2Gi"
     start_grace_seconds: int = 300
+    # Finished Jobs are left to Kubernetes' TTL controller: deleting each one itself
+    # would cost the operator an API write per job (docs/operator.md, "Write budget").
+    ttl_seconds_after_finished: int = 3600
     allow_networks: str | None = None
     source_private_networks: str = "allow"
     s3_credentials_secret: str | None = None
@@ -298,6 +301,7 @@ def job_manifest(
     }
     job_spec: dict[str, Any] = {
         "backoffLimit": effective_retries(spec),
+        "ttlSecondsAfterFinished": config.ttl_seconds_after_finished,
         "activeDeadlineSeconds": active_deadline_seconds(spec, config.start_grace_seconds),
         "podFailurePolicy": {
             "rules": [

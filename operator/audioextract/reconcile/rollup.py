@@ -35,6 +35,9 @@ REASON_FAILED = "AllJobsFailed"
 REASON_TOO_MANY_FAILED = "MaxFailedJobsExceeded"
 REASON_SUSPENDED = "BatchSuspended"
 REASON_INVALID = "InvalidSpec"
+# The StatusTruncated condition (reconcile/budget.py): cut to fit, or whole again.
+REASON_STATUS_TRUNCATED = "ObjectSizeLimit"
+REASON_STATUS_FITS = "StatusFits"
 
 
 @dataclass(frozen=True)
