@@ -1,8 +1,9 @@
 """The operator's view of the cluster: slim projections fed by kopf's watches.
 
-kopf lists and watches Batches, ExtractionJobs and the operator's Jobs (re-listing on
-start and after a watch expires); its indexing hooks put each object here
-(:meth:`Cache.put`) and its event handlers take deleted ones out. Reconciles read
+The controller lists Batches, ExtractionJobs, the operator's Jobs and their Pods once
+before its first decision; kopf watches them (re-listing on start and after a watch
+expires) and its event handlers put each object here (:meth:`Cache.put`) and take
+deleted ones out. Reconciles read
 only from here, never by listing. Each object is kept as a small projection (no
 ``managedFields``, no foreign annotations, only the Job fields the status needs), and
 the operator's own writes go in at once (write-through), so the next reconcile of

@@ -92,13 +92,8 @@ class Controller:
 
     # -- events (from kopf's watches) -----------------------------------------------
 
-    def observed(self, kind: str, body: dict[str, Any]) -> None:
-        """An object as listed or watched: into the cache (kopf's indexing hook)."""
-        self.cache.put(kind, body)
-
     def event(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
-        """A watch event (after every resource is indexed): update the cache, wake its keys."""
-        self._synced = True
+        """A watched (or kopf-listed) object: update the cache, wake its keys."""
         key = key_of(body)
         if event_type == "DELETED":
             self.cache.remove(kind, key)
@@ -209,22 +204,58 @@ class Controller:
             self.extraction_jobs.add(key)
         self._admission.set()
 
-    async def resync(self) -> None:
-        """Re-list everything, drop what the watches missed deleting, requeue every object."""
+    async def resync(self, pods: bool = False) -> None:
+        """Re-list everything, drop what the watches missed deleting, requeue every object.
+
+        With ``pods`` the worker Pods are listed too (the first sync: afterwards the Pod
+        watch keeps them, and Pods whose Job is gone are dropped).
+        """
         started = time.monotonic()
         listed: dict[str, list[dict[str, Any]]] = {BATCH_KIND: [], JOB_KIND: [], "Job": []}
+        found_pods: list[dict[str, Any]] = []
         for ns in self.namespaces:
             listed[BATCH_KIND] += await self.kube.list_custom(BATCH_PLURAL, ns)
             listed[JOB_KIND] += await self.kube.list_custom(JOB_PLURAL, ns)
             listed["Job"] += await self.kube.list_jobs(ns, JOB_SELECTOR)
+            if pods:
+                found_pods += await self.kube.list_pods(ns, JOB_SELECTOR)
         for kind, objs in listed.items():
             for obj in objs:
                 self.cache.put(kind, obj)
             gone = self.cache.prune(kind, [key_of(o) for o in objs], started)
             if gone:
                 log.info("resync: %d %s objects were deleted unseen", len(gone), kind)
+        for pod in found_pods:
+            self.cache.put("Pod", pod)
         self.cache.prune_pods()
         self.enqueue_all()
+
+    async def initial_sync(self) -> None:
+        """List everything once before the first decision, retrying until it succeeds.
+
+        Admission must count every Job that holds a slot: deciding over a cache the
+        watches are still filling could over-admit. kopf's own list feeds the same
+        cache meanwhile; the cache keeps the newer of the two versions of each object.
+        """
+        delay = RETRY_MIN_SECONDS
+        while True:
+            try:
+                await self.resync(pods=True)
+            except Exception as exc:
+                log.warning("initial list failed, retrying in %.1f s: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_SECONDS, delay * 2)
+                continue
+            self._synced = True
+            log.info(
+                "cache synced: %d Batches, %d ExtractionJobs, %d Jobs, %d Pods",
+                len(self.cache.batches),
+                len(self.cache.extraction_jobs),
+                len(self.cache.jobs),
+                len(self.cache.pods),
+            )
+            self._admission.set()
+            return
 
     async def _resync_loop(self) -> None:
         while True:
@@ -243,7 +274,8 @@ class Controller:
                 log.warning("resync failed (the watches still feed the cache): %s", exc)
 
     async def run(self) -> None:
-        """Workers, admission and the resync timer, until cancelled."""
+        """The first full list, then workers, admission and the resync timer, until cancelled."""
+        await self.initial_sync()
         workers = self.settings.workers
         await run_together(
             [

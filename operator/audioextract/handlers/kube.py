@@ -151,15 +151,13 @@ class Kube:
             )
         return await self._pages(self.batch.list_namespaced_job, namespace, label_selector=selector)
 
-    async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
-        """Pods matching a label selector, as plain dicts."""
-        out = await self._call(
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=selector,
-            _preload_content=False,
-        )
-        return _items(out)
+    async def list_pods(self, namespace: str | None, selector: str) -> list[Obj]:
+        """Pods matching a label selector (None: cluster-wide), as plain dicts, page by page."""
+        if namespace is None:
+            return await self._pages(
+                self.core.list_pod_for_all_namespaces, label_selector=selector
+            )
+        return await self._pages(self.core.list_namespaced_pod, namespace, label_selector=selector)
 
     async def create_custom(self, plural: str, body: Obj) -> Obj:
         """Create a custom object."""

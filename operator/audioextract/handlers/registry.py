@@ -1,7 +1,7 @@
 """Every kopf registration of the operator, in one place.
 
-kopf watches Batches, ExtractionJobs, the operator's Jobs and their Pods; its indexing hooks feed
-the controller's cache and its event handlers wake the keys an event concerns
+kopf watches Batches, ExtractionJobs, the operator's Jobs and their Pods; its event
+handlers feed the controller's cache and wake the keys an event concerns
 (:mod:`audioextract.handlers.controller`); they decide nothing. Handlers return nothing (kopf would store a return value under
 ``status.<handler id>``, which the structural schema prunes) and there are no
 change or deletion handlers, so kopf adds neither its last-handled-configuration
@@ -39,11 +39,6 @@ class _Target:
 
 
 TARGET = _Target()
-
-
-def _observed(kind: str, body: kopf.Body) -> None:
-    if TARGET.controller is not None:
-        TARGET.controller.observed(kind, dict(body))
 
 
 def _event(kind: str, event: kopf.RawEvent | dict[str, Any]) -> None:
@@ -98,34 +93,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 # Every hook is a coroutine: kopf runs synchronous handlers in a thread pool, and the
 # cache and the work queues belong to the event loop's thread alone.
-# Indexing hooks: kopf calls them for every listed or watched object, before any handler,
-# and starts handlers only once every object of every indexed kind went through them,
-# so the first decision is made over a complete cache. They keep nothing in kopf's own
-# index (they return None); the cache holds the slim projection.
-
-
-@kopf.index(GROUP, VERSION, BATCH_PLURAL, registry=REGISTRY)
-async def batch_index(body: kopf.Body, **_: Any) -> None:
-    """A Batch as listed or watched: into the cache."""
-    _observed(BATCH_KIND, body)
-
-
-@kopf.index(GROUP, VERSION, JOB_PLURAL, registry=REGISTRY)
-async def extraction_job_index(body: kopf.Body, **_: Any) -> None:
-    """An ExtractionJob as listed or watched: into the cache."""
-    _observed(JOB_KIND, body)
-
-
-@kopf.index("batch", "v1", "jobs", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
-async def job_index(body: kopf.Body, **_: Any) -> None:
-    """One of the operator's Jobs as listed or watched: into the cache."""
-    _observed("Job", body)
-
-
-@kopf.index("", "v1", "pods", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
-async def pod_index(body: kopf.Body, **_: Any) -> None:
-    """A worker Pod as listed or watched: into the cache (its termination message)."""
-    _observed("Pod", body)
+# No kopf indexes: kopf holds back every object's handlers until all objects of all
+# indexed kinds went through their index, and that barrier (a toggle per object, every
+# waiter re-checking every toggle on each change) costs time cubic in the number of
+# objects — minutes of a busy core at start with 10,000 finished ExtractionJobs and
+# their Jobs and Pods. The controller lists everything once itself before its first
+# decision (Controller.run), as an informer does; these hooks keep the cache current.
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_APP_MANAGED_BY: MANAGED_BY}, registry=REGISTRY)
