@@ -16,7 +16,7 @@ OPERATOR_IMAGE ?= audio-extract-operator:$(VERSION)
 IMAGE_ARGS = --build-arg VERSION=$(VERSION) \
   --build-arg REVISION=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-local bench-aac bench-failover bench-operator demo e2e images test-images
+.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-local bench-startup bench-aac bench-failover bench-operator demo e2e images test-images
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -72,12 +72,18 @@ deploy: venv
 # Benchmarks run as modules (python -m bench.NAME): run as a script from bench/, one would
 # import bench/operator.py in place of the standard library's operator module and fail.
 # Worker vs bare ffmpeg on a 10-minute realistic source (BENCH_ARGS=--quick: about a minute).
+# BENCH_ARGS="--in-image $(WORKER_IMAGE)" runs a benchmark inside the worker image built by
+# `make images` (its minimal ffmpeg on both sides): the figures of what ships.
 bench-worker: venv
 	$(BIN)/python -m bench.worker $(BENCH_ARGS)
 
 # The local runner vs the same ffmpeg commands under xargs -P (BENCH_ARGS=--quick: about a minute).
 bench-local: venv
 	$(BIN)/python -m bench.local $(BENCH_ARGS)
+
+# What one ffmpeg/ffprobe process costs before it does any work (prints only).
+bench-startup: venv
+	$(BIN)/python -m bench.startup $(BENCH_ARGS)
 
 # AAC coders: speed and null-test SNR on speech, music and noise (docs/performance.md).
 bench-aac: venv

@@ -89,7 +89,7 @@ def clips() -> list[Path]:
     return paths
 
 
-def probe(path: Path) -> AudioInfo:
+def probe(path: Path, env: dict[str, str] | None = None) -> AudioInfo:
     """What the worker's source probe finds, for planning the floor's commands."""
     out = subprocess.run(
         [
@@ -107,6 +107,7 @@ def probe(path: Path) -> AudioInfo:
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     ).stdout
     s = json.loads(out)["streams"][0]
     return AudioInfo(
@@ -117,10 +118,12 @@ def probe(path: Path) -> AudioInfo:
     )
 
 
-def floor_commands(sources: list[Path], jobs: int, out: Path) -> list[str]:
+def floor_commands(
+    sources: list[Path], jobs: int, out: Path, env: dict[str, str] | None = None
+) -> list[str]:
     """One shell-quoted ffmpeg command per job: the worker's own encode command."""
     output = Output.model_validate({"format": "mp3"})
-    infos = {p: probe(p) for p in sources}
+    infos = {p: probe(p, env) for p in sources}
     lines = []
     for j in range(jobs):
         src = sources[j % len(sources)]
@@ -160,11 +163,13 @@ def fresh(directory: Path) -> Path:
     return directory
 
 
-def run_floor(work: Path, lines: list[str], parallel: int) -> tuple[float, float]:
+def run_floor(
+    work: Path, lines: list[str], parallel: int, env: dict[str, str]
+) -> tuple[float, float]:
     fresh(work / "floor-out")
     cmds = str(work / "cmds.txt")
     wall, cpu = report.measure(
-        ["xargs", "-P", str(parallel), "-L", "1", "-a", cmds, "ffmpeg"], work
+        ["xargs", "-P", str(parallel), "-L", "1", "-a", cmds, "ffmpeg"], work, env
     )
     done = len(list((work / "floor-out").iterdir()))
     if done != len(lines):
@@ -172,7 +177,9 @@ def run_floor(work: Path, lines: list[str], parallel: int) -> tuple[float, float
     return wall, cpu
 
 
-def run_ours(work: Path, media: Path, parallel: int, jobs: int) -> tuple[float, float]:
+def run_ours(
+    work: Path, media: Path, parallel: int, jobs: int, env: dict[str, str]
+) -> tuple[float, float]:
     out = fresh(work / "out")
     fresh(work / "tmp")
     result = report.measure(
@@ -192,6 +199,7 @@ def run_ours(work: Path, media: Path, parallel: int, jobs: int) -> tuple[float, 
             "status.yaml",
         ],
         work,
+        env,
     )
     done = len(list(out.iterdir()))
     if done != jobs:
@@ -210,7 +218,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per side and N; best counts")
     parser.add_argument("--quick", action="store_true", help="40 jobs, one run each")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
+    report.add_ffmpeg_arguments(parser)
     args = parser.parse_args()
+    # On the host: the image's ffmpeg cannot make them (no test sources, no video encoder).
+    sources = clips()
+    if args.in_image:
+        return report.reexec_in_image(args.in_image, "bench.local", args.checkout_code)
+    env = report.ffmpeg_env(args.ffmpeg_dir)
+    name = report.variant("local", args.ffmpeg_dir)
     if args.quick:
         args.jobs, args.repeat = 40, 1
     cores = os.cpu_count() or 1
@@ -218,21 +233,20 @@ def main() -> int:
         [int(n) for n in args.parallel.split(",")] if args.parallel else list(range(1, cores + 1))
     )
 
-    sources = clips()
     meter = report.LoadMeter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         work = Path(tmp)
         media = sources[0].parent
         (work / "batch.json").write_text(json.dumps(batch(sources, args.jobs)))
-        lines = floor_commands(sources, args.jobs, work / "floor-out")
+        lines = floor_commands(sources, args.jobs, work / "floor-out", env)
         (work / "cmds.txt").write_text("\n".join(lines) + "\n")
         for n in levels:
             floors, ours = report.alternate(
                 args.repeat,
                 meter,
-                lambda _, n=n: run_floor(work, lines, n),
-                lambda _, n=n: run_ours(work, media, n, args.jobs),
+                lambda _, n=n: run_floor(work, lines, n, env),
+                lambda _, n=n: run_ours(work, media, n, args.jobs, env),
             )
             floor, our = min(floors), min(ours)
             row = {
@@ -252,8 +266,15 @@ def main() -> int:
                 f"ratio {row['ratio']:.2f}  CPU {floor[1]:.1f} s vs {our[1]:.1f} s",
                 flush=True,
             )
-    data = report.record(f"--jobs {args.jobs} --repeat {args.repeat}", meter, rows=rows)
-    report.publish("local", data, render, docs=not args.no_docs)
+    data = report.record(
+        f"--jobs {args.jobs} --repeat {args.repeat}{report.ffmpeg_args(args.ffmpeg_dir)}",
+        meter,
+        env,
+        rows=rows,
+    )
+    report.publish(
+        name, data, render, section=name, docs=not args.no_docs, heading=report.heading(name)
+    )
     return 0
 
 

@@ -2,6 +2,7 @@
 
     make bench-worker                          # 10-minute mixed source, best of 3
     .venv/bin/python bench/worker.py --quick   # about a minute
+    make bench-worker BENCH_ARGS="--in-image audio-extract-worker:0.1.0"   # as shipped
 
 Part 1, overhead: on one source (1280x720 H.264 test pattern with the ``mixed`` content
 of bench/content.py — speech, music and noise in equal parts — as AAC 128 kb/s), per
@@ -19,7 +20,6 @@ sources of their own (``--content-seconds`` each).
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -50,7 +50,7 @@ COPY = "m4a (stream copy)"
 NORMALIZE = "mp3 + normalize"
 
 
-def probe_audio(path: Path) -> tuple[AudioInfo, float]:
+def probe_audio(path: Path, env: dict[str, str] | None = None) -> tuple[AudioInfo, float]:
     out = subprocess.run(
         [
             "ffprobe",
@@ -67,6 +67,7 @@ def probe_audio(path: Path) -> tuple[AudioInfo, float]:
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     ).stdout
     data = json.loads(out)
     s = data["streams"][0]
@@ -82,7 +83,7 @@ def probe_audio(path: Path) -> tuple[AudioInfo, float]:
 
 
 def bare_ffmpeg(
-    src: Path, info: AudioInfo, output: dict[str, object], out: Path
+    src: Path, info: AudioInfo, output: dict[str, object], out: Path, env: dict[str, str]
 ) -> tuple[float, float]:
     """Wall and CPU seconds of the worker's own ffmpeg command(s), run directly."""
     out_model = Output.model_validate(output)
@@ -97,6 +98,7 @@ def bare_ffmpeg(
             check=True,
             capture_output=True,
             text=True,
+            env=env,
         )
         m = parse_ebur128(measured.stderr)
         assert m is not None
@@ -107,11 +109,14 @@ def bare_ffmpeg(
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     return time.perf_counter() - start, report.cpu() - cpu
 
 
-def worker(src: Path, output: dict[str, object], work: Path, name: str) -> tuple[float, float]:
+def worker(
+    src: Path, output: dict[str, object], work: Path, name: str, env: dict[str, str]
+) -> tuple[float, float]:
     """Wall and CPU seconds of ``python -m audioextract worker`` for one task."""
     out_dir = work / "out"
     out_dir.mkdir(exist_ok=True)
@@ -123,7 +128,7 @@ def worker(src: Path, output: dict[str, object], work: Path, name: str) -> tuple
     }
     task_file = work / "task.json"
     task_file.write_text(json.dumps(task))
-    env = {**os.environ, "AUDIOEXTRACT_TEMP_DIR": str(work / "tmp")}
+    env = {**env, "AUDIOEXTRACT_TEMP_DIR": str(work / "tmp")}
     return report.measure(
         [
             sys.executable,
@@ -167,14 +172,15 @@ def compare(
     work: Path,
     repeat: int,
     meter: report.LoadMeter,
+    env: dict[str, str],
 ) -> dict[str, Any]:
     """Bare ffmpeg and the worker alternately, best of ``repeat`` each."""
     ext = FORMATS[Output.model_validate(output).format].extension  # type: ignore[index]
     bare_runs, worker_runs = report.alternate(
         repeat,
         meter,
-        lambda _: bare_ffmpeg(src, info, output, work / f"bare{ext}"),
-        lambda i: worker(src, output, work, f"w{i}"),
+        lambda _: bare_ffmpeg(src, info, output, work / f"bare{ext}", env),
+        lambda i: worker(src, output, work, f"w{i}", env),
     )
     bare, wk = min(bare_runs), min(worker_runs)
     result = json.loads((work / "result.json").read_text())
@@ -211,23 +217,33 @@ def main() -> int:
         help="run one part only (the other's figures come from bench/results/worker.json)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/performance.md")
+    report.add_ffmpeg_arguments(parser)
     args = parser.parse_args()
     formats = args.formats.split(",")
     if args.quick:
         args.seconds, args.content_seconds, args.repeat = 30, 10, 2
         formats = QUICK_FORMATS
 
-    meter = report.LoadMeter()
+    # The sources, generated (and cached) with the host's ffmpeg: the image's cannot
+    # make them (no test sources, no video encoder).
     src = content.video("mixed", args.seconds)
-    info, duration = probe_audio(src)
-    print(f"machine: {report.machine()}")
+    kinds = content.KINDS if args.part in ("all", "content") else ()
+    for kind in kinds:
+        content.video(kind, args.content_seconds)
+    if args.in_image:
+        return report.reexec_in_image(args.in_image, "bench.worker", args.checkout_code)
+    env = report.ffmpeg_env(args.ffmpeg_dir)
+    name = report.variant("worker", args.ffmpeg_dir)
+    meter = report.LoadMeter()
+    info, duration = probe_audio(src, env)
+    print(f"machine: {report.machine(env)}")
     print(f"source: {src.name}, {duration:.0f} s, audio {info.codec} {info.sample_rate} Hz\n")
     rows = []
     per_content = []
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         work = Path(tmp)
         for label, output in cases(formats, args.normalize) if args.part != "content" else ():
-            r = compare(src, info, duration, label, output, work, args.repeat, meter)
+            r = compare(src, info, duration, label, output, work, args.repeat, meter, env)
             rows.append(r)
             print(
                 f"{label:20s} bare {r['bare_s']:7.2f} s  worker {r['worker_s']:7.2f} s  "
@@ -235,14 +251,14 @@ def main() -> int:
                 f"realtime {r['realtime_x']:.0f}x",
                 flush=True,
             )
-        for kind in content.KINDS if args.part in ("all", "content") else ():
+        for kind in kinds:
             ksrc = content.video(kind, args.content_seconds)
-            kinfo, kdur = probe_audio(ksrc)
+            kinfo, kdur = probe_audio(ksrc, env)
             for label, output in cases(formats, False):
                 if label == COPY:
                     continue
                 runs = 1 if args.quick else args.repeat
-                r = compare(ksrc, kinfo, kdur, label, output, work, runs, meter)
+                r = compare(ksrc, kinfo, kdur, label, output, work, runs, meter, env)
                 per_content.append(
                     {
                         "content": kind,
@@ -260,44 +276,59 @@ def main() -> int:
     run = {
         "when": report.now(),
         "args": f"--part {args.part} --seconds {args.seconds:g} "
-        f"--content-seconds {args.content_seconds:g} --repeat {args.repeat}",
+        f"--content-seconds {args.content_seconds:g} --repeat {args.repeat}"
+        + report.ffmpeg_args(args.ffmpeg_dir),
         "load": meter.text(),
     }
-    parts = {"overhead": run, "content": run}
+    parts: dict[str, dict[str, str] | None] = {"overhead": run, "content": run}
+    source = (
+        f"{src.name}: {duration:.0f} s of mixed content (speech, music, noise), "
+        f"AAC {info.sample_rate} Hz stereo under 1280x720 H.264"
+    )
+    content_seconds = args.content_seconds
     if args.part != "all":
-        # Keep the other part's figures (and when, how, under which load) from before.
-        previous = json.loads((report.RESULTS / "worker.json").read_text())
+        # Keep the other part's figures (and when, how, under which load) from before,
+        # if there are any.
+        previous_file = report.RESULTS / f"{name}.json"
+        previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
         other = "content" if args.part == "overhead" else "overhead"
-        parts[other] = previous["parts"][other]
-        rows = rows or previous["rows"]
-        per_content = per_content or previous["per_content"]
+        parts[other] = previous.get("parts", {}).get(other)
+        rows = rows or previous.get("rows", [])
+        per_content = per_content or previous.get("per_content", [])
+        # The part kept from before describes its own sources.
+        if args.part == "overhead":
+            content_seconds = previous.get("content_seconds", content_seconds)
+        else:
+            source = previous.get("source", source)
     data = {
         "parts": parts,
-        "machine": report.machine(),
-        "source": f"{src.name}: {duration:.0f} s of mixed content (speech, music, noise), "
-        f"AAC {info.sample_rate} Hz stereo under 1280x720 H.264",
+        "machine": report.machine(env),
+        "source": source,
         "rows": rows,
         "per_content": per_content,
-        "content_seconds": args.content_seconds,
+        "content_seconds": content_seconds,
     }
-    report.publish("worker", data, render, docs=not args.no_docs)
+    report.publish(
+        name, data, render, section=name, docs=not args.no_docs, heading=report.heading(name)
+    )
     return 0
 
 
 def render(data: dict[str, Any]) -> str:
     """The docs section."""
     parts = data["parts"]
-    lines = [
-        f"Machine: {data['machine']}.",
-        "",
-        f"Overhead: measured {parts['overhead']['when']} with "
-        f"`bench/worker.py {parts['overhead']['args']}`; {parts['overhead']['load']}.",
-        f"Source: {data['source']}.",
-        "",
-        "| Case | Bare ffmpeg (s) | Worker (s) | Worker / ffmpeg | Fixed cost (s) "
-        "| Realtime (worker) | CPU s bare / worker | Output MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = [f"Machine: {data['machine']}."]
+    if data["rows"]:
+        lines += [
+            "",
+            f"Overhead: measured {parts['overhead']['when']} with "
+            f"`bench/worker.py {parts['overhead']['args']}`; {parts['overhead']['load']}.",
+            f"Source: {data['source']}.",
+            "",
+            "| Case | Bare ffmpeg (s) | Worker (s) | Worker / ffmpeg | Fixed cost (s) "
+            "| Realtime (worker) | CPU s bare / worker | Output MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
     by_case = {}
     for r in data["rows"]:
         by_case[r["case"]] = r

@@ -19,14 +19,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and run one subcommand; returns the exit code."""
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The command-line parser, with the options of the subcommand ``argv`` chooses."""
     parser = argparse.ArgumentParser(
         prog="audio-extract", description="Turn video into audio at scale."
     )
     parser.add_argument("--version", action="version", version=f"audio-extract {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    argv = list(sys.argv[1:] if argv is None else argv)
     # Only the chosen subcommand's module is imported: the worker starts fast and
     # never loads the operator's dependencies.
     chosen = next((a for a in argv if not a.startswith("-")), None)
@@ -36,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             module = importlib.import_module(module_name)
             module.add_arguments(sp)
             sp.set_defaults(_run=module.run)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one subcommand; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     rc: int = args._run(args)
     return rc

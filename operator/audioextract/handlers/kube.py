@@ -154,9 +154,7 @@ class Kube:
     async def list_pods(self, namespace: str | None, selector: str) -> list[Obj]:
         """Pods matching a label selector (None: cluster-wide), as plain dicts, page by page."""
         if namespace is None:
-            return await self._pages(
-                self.core.list_pod_for_all_namespaces, label_selector=selector
-            )
+            return await self._pages(self.core.list_pod_for_all_namespaces, label_selector=selector)
         return await self._pages(self.core.list_namespaced_pod, namespace, label_selector=selector)
 
     async def create_custom(self, plural: str, body: Obj) -> Obj:

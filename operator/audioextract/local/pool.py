@@ -86,16 +86,19 @@ def _child(request: dict[str, Any], err_fd: int, closing: Sequence[int]) -> None
 
 
 def _warm() -> None:
-    """Build the models every attempt uses, once, before any fork.
+    """Build what every attempt builds on first use, once, before any fork.
 
-    They are built on first use (``defer_build``); built here, each forked attempt
-    inherits them instead of building them again.
+    The models are built on first use (``defer_build``), and argparse compiles its
+    patterns when the first parser is made; done here, each forked attempt inherits
+    them instead of doing it again (about a millisecond per attempt for argparse).
     """
     from audioextract.api.status import JobError, JobResult
     from audioextract.api.task import Task
+    from audioextract.cli import build_parser
 
     for model in (Task, JobResult, JobError):
         model.model_rebuild()
+    build_parser(["worker"]).parse_args(["worker"])
 
 
 def serve(sock_fd: int, preload: Sequence[str]) -> None:

@@ -29,8 +29,18 @@ from audioextract.reconcile.extractionjob import with_conditions
 from audioextract.reconcile.rollup import ChildSnapshot, rollup
 from audioextract.webhooks.events import Child, Owner, Snapshot
 
+# libyaml's emitter when PyYAML was built with it (the wheels are): about 6x faster than
+# the pure-Python one, and the same text except where a long double-quoted string (one
+# with a tab or line break) is folded; the values read back are the same
+# (tests/local/test_status_writes.py). The status file of a Batch of hundreds of jobs is
+# rewritten every STATUS_WRITE_INTERVAL_SECONDS while they run, and those writes were a
+# large part of the runner's own CPU (docs/performance.md).
+_YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 # metadata.generation of an object as first created; the local run never changes its spec.
 GENERATION = 1
+# The JobState fields its snapshot is made of: setting one makes a new snapshot.
+_SNAPSHOT_FIELDS = frozenset({"job", "phase", "result", "error", "start_time", "completion_time"})
 
 
 @dataclass
@@ -74,17 +84,31 @@ class JobState:
         half = self.step_percent / 2
         return half if self.step == "measure" else 50.0 + half
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SNAPSHOT_FIELDS:
+            self.__dict__.pop("_snapshot", None)
+        super().__setattr__(name, value)
+
     def snapshot(self) -> ChildSnapshot:
-        """The rollup's view of this job."""
-        return ChildSnapshot(
-            key=self.job.key,
-            name=self.job.name,
-            phase=self.phase,
-            result=self.result,
-            error=self.error,
-            start_time=self.start_time,
-            completion_time=self.completion_time,
-        )
+        """The rollup's view of this job: the same object until one of its fields changes.
+
+        Every status change rolls up all the jobs of the Batch; kept, a job's snapshot
+        keeps its entry (:attr:`ChildSnapshot.entry`) too, so only the jobs that changed
+        are converted again (a Batch of N jobs made N entries at each of its ~3N changes).
+        """
+        cached: ChildSnapshot | None = self.__dict__.get("_snapshot")
+        if cached is None:
+            cached = ChildSnapshot(
+                key=self.job.key,
+                name=self.job.name,
+                phase=self.phase,
+                result=self.result,
+                error=self.error,
+                start_time=self.start_time,
+                completion_time=self.completion_time,
+            )
+            self.__dict__["_snapshot"] = cached
+        return cached
 
     def child(self, batch: bool) -> Child:
         """The webhooks' view of this job."""
@@ -168,5 +192,5 @@ def write_document(path: Path, doc: dict[str, Any]) -> None:
     if path.suffix.lower() == ".json":
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        text = yaml.dump(doc, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True)
     write_atomically(path, text.encode("utf-8"))

@@ -7,6 +7,7 @@ Kubernetes objects, and the output is a :class:`BatchStatus`.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from audioextract.api.constants import BatchPhase, ErrorCode, JobPhase
 from audioextract.api.spec import BatchSpec
@@ -53,6 +54,16 @@ class ChildSnapshot:
     error: JobError | None = None
     start_time: str | None = None
     completion_time: str | None = None
+
+    @cached_property
+    def entry(self) -> JobEntry:
+        """The job's entry in the Batch's status, built once per snapshot.
+
+        A caller that keeps a snapshot while its job does not change (the local
+        runner does) gets the same entry from every rollup instead of building all of
+        them again at every status change.
+        """
+        return _entry(self)
 
 
 def _entry(child: ChildSnapshot) -> JobEntry:
@@ -181,7 +192,7 @@ def rollup(
         failed=failed,
         start_time=start_time,
         completion_time=completion_time,
-        jobs=[_entry(c) for c in children],
+        jobs=[c.entry for c in children],
         webhook=previous.webhook,
         conditions=lifecycle_conditions(
             previous.conditions, state, reason, message, now=now, observed_generation=generation

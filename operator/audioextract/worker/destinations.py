@@ -7,7 +7,6 @@ either stores whole or rejects.
 """
 
 import contextlib
-import http.client
 import os
 import secrets
 import shutil
@@ -18,7 +17,7 @@ from audioextract.api.spec import Destination
 from audioextract.urlguard import BlockedAddressError, check_url
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, redact_url
-from audioextract.worker.net import NetConfig, connect, request_target
+from audioextract.worker.netconfig import NetConfig
 from audioextract.worker.storage import GuardRefusalError, Side, VolumeMap, guard_refusal, s3_client
 
 CONTENT_TYPES: dict[Format, str] = {
@@ -158,6 +157,11 @@ def _boto_reason(exc: BaseException) -> str:
 
 def to_url(path: Path, url: str, fmt: Format, net: NetConfig) -> str:
     """One PUT with Content-Length to a presigned URL; redirects are not followed."""
+    # Here, not at the top: a delivery to a volume or S3 never needs http.client.
+    import http.client
+
+    from audioextract.worker.net import connect, request_target
+
     shown = redact_url(url)
     try:
         conn = connect(url, net)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audioextract.api.constants import ErrorCode, Format
 from audioextract.api.spec import Loudness
@@ -34,8 +34,7 @@ from audioextract.worker.destinations import already_there, check_destination, d
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import JsonLogger, ProgressReporter, redact_url
 from audioextract.worker.loudness import Measurement
-from audioextract.worker.net import NetConfig, open_get, status_error
-from audioextract.worker.proxy import GuardProxy
+from audioextract.worker.netconfig import NetConfig
 from audioextract.worker.result import (
     ESTIMATED_DURATION_FORMATS,
     as_float,
@@ -49,6 +48,11 @@ from audioextract.worker.storage import Side, VolumeMap, parse_s3_url, s3_client
 from audioextract.worker.tagging import write_mp4_freeform
 from audioextract.worker.truncation import check_complete, check_trim
 
+if TYPE_CHECKING:
+    # Imported where URL sources are handled: a task between volumes never needs
+    # http.client, ssl or http.server, whose imports are a tenth of the start-up.
+    from audioextract.worker.proxy import GuardProxy
+
 PRESIGN_SECONDS = 3600
 RW_TIMEOUT_MARGIN = 10.0
 
@@ -60,7 +64,7 @@ class Source:
     url: str
     options: dict[str, Any]
     shown: str
-    proxy: GuardProxy | None = None
+    proxy: "GuardProxy | None" = None
 
 
 @dataclass
@@ -124,6 +128,8 @@ def open_source(ctx: Context) -> Iterator[Source]:
         yield Source(url=f"file:{path}", options=_file_options(), shown=shown)
         return
     assert src.url is not None
+    from audioextract.worker.proxy import GuardProxy
+
     if src.url.startswith("s3://"):
         bucket, key = parse_s3_url(src.url)
         s3 = src.s3
@@ -274,6 +280,8 @@ def probe_source(ctx: Context, source: Source) -> tuple[AudioInfo, float | None]
 def _index_first(ctx: Context, source: Source) -> bool:
     """Whether an MP4/MOV has its index (moov) before its media data (mdat): faststart."""
     assert source.proxy is not None
+    from audioextract.worker.net import open_get
+
     conn, resp, _ = open_get(source.proxy.upstream_url(), ctx.net)
     try:
         head = resp.read(64 * 1024) if resp.status < 300 else b""
@@ -311,6 +319,8 @@ def _download(ctx: Context, source: Source) -> None:
         reason="source cannot be streamed without Range support",
     )
     path = ctx.workdir / "source"
+    from audioextract.worker.net import open_get, status_error
+
     conn, resp, final = open_get(source.proxy.upstream_url(), ctx.net)
     try:
         error = status_error(resp.status, final)

@@ -9,13 +9,15 @@ hop checked again; TLS is verified against the system store or a CA file.
 import http.client
 import socket
 import ssl
-from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 from audioextract.api.constants import ErrorCode
-from audioextract.urlguard import BlockedAddressError, GuardPolicy, resolve_all
+from audioextract.urlguard import BlockedAddressError, resolve_all
 from audioextract.worker.errors import WorkerError
 from audioextract.worker.log import redact_url
+
+# Re-exported: NetConfig lived here before it moved out to keep http.client and ssl lazy.
+from audioextract.worker.netconfig import NetConfig as NetConfig
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "audio-extract-worker/0.1"
@@ -56,23 +58,6 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         sock = connect_first(self._addresses, self.port, self.timeout)
         # SNI and certificate checks use the URL's host name, not the pinned address.
         self.sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    """Guard policy, timeouts and TLS trust for outbound HTTP."""
-
-    policy: GuardPolicy
-    timeout: float = 30.0
-    max_redirects: int = 5
-    ca_file: str | None = None
-
-    def tls_context(self) -> ssl.SSLContext:
-        """A verifying TLS context (system store, or the configured CA file)."""
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        ctx.check_hostname = True
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
 
 
 def connect(url: str, config: NetConfig) -> http.client.HTTPConnection:
