@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         description="Most API writes (creates, status patches, deletes, Events) in flight at once.",
     )
     status_coalesce_seconds: float = Field(
-        default=0.5,
+        default=0.25,
         ge=0,
         le=5,
         description="How long a Batch gathers its children's changes before one status write.",

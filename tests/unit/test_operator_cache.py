@@ -133,6 +133,25 @@ def test_events_wake_only_the_objects_they_concern():
     assert ("ns", "b-a") not in c.cache.extraction_jobs
 
 
+def test_the_last_open_child_finishing_wakes_its_batch_at_once():
+    from audioextract.handlers.controller import Controller
+    from audioextract.settings import Settings
+
+    c = Controller(object(), Settings(), ["ns"])  # type: ignore[arg-type]
+    c.event("ExtractionJob", "ADDED", child("b-a"))
+    c.event("ExtractionJob", "ADDED", child("b-b"))
+    assert c.cache.has_open_children("ns", "uid-b")
+    c.batches._due.clear()
+    # One of two finishes: the rollup gathers more changes first.
+    c.event("ExtractionJob", "MODIFIED", child("b-a", rv="2", phase="Succeeded"))
+    assert list(c.batches._due) == [("ns", "b")] and not c.batches._queue
+    c.batches._due.clear()
+    # The last one finishes: the Batch's final status is not held back.
+    c.event("ExtractionJob", "MODIFIED", child("b-b", rv="2", phase="Failed"))
+    assert not c.cache.has_open_children("ns", "uid-b")
+    assert list(c.batches._queue) == [("ns", "b")]
+
+
 def test_a_batch_keeps_its_stored_size_without_status_for_the_status_budget():
     cache = Cache()
     b = cached(batch("b"), uid="uid-b")

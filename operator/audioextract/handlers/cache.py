@@ -331,6 +331,11 @@ class Cache:
 
     # -- reading ----------------------------------------------------------------------
 
+    def has_open_children(self, namespace: str, batch_uid: str) -> bool:
+        """Whether any child of the Batch is neither Succeeded nor Failed."""
+        names = self.children_by_owner.get(batch_uid, ())
+        return any((namespace, name) in self.open_views for name in names)
+
     def owned_jobs(self, ej: Obj) -> list[Obj]:
         """The Jobs an ExtractionJob owns (controller reference, by uid)."""
         ns = ej["metadata"].get("namespace") or ""

@@ -116,8 +116,14 @@ class Controller:
 
     def _wake_batch_of(self, ej: dict[str, Any], delay: float) -> None:
         owner = controller_owner(ej, BATCH_KIND)
-        if owner is not None:
-            self.batches.add_after((key_of(ej)[0], owner["name"]), delay)
+        if owner is None:
+            return
+        namespace = key_of(ej)[0]
+        if not self.cache.has_open_children(namespace, owner["uid"]):
+            # The last open child just finished: the Batch's final status (and its
+            # webhook) need not wait for more changes to gather.
+            delay = 0.0
+        self.batches.add_after((namespace, owner["name"]), delay)
 
     def _delivered(self, owner: Owner) -> None:
         """A webhook delivery ended: its owner writes the outcome into status."""
