@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from audioextract import metrics
@@ -217,22 +218,27 @@ class Controller:
         watch keeps them, and Pods whose Job is gone are dropped).
         """
         started = time.monotonic()
-        listed: dict[str, list[dict[str, Any]]] = {BATCH_KIND: [], JOB_KIND: [], "Job": []}
-        found_pods: list[dict[str, Any]] = []
+        listed: dict[str, list[Key]] = {BATCH_KIND: [], JOB_KIND: [], "Job": [], "Pod": []}
+
+        def take(kind: str) -> Callable[[list[dict[str, Any]]], None]:
+            # Page by page into the cache: only the keys are kept for pruning.
+            def page(objs: list[dict[str, Any]]) -> None:
+                for obj in objs:
+                    self.cache.put(kind, obj)
+                    listed[kind].append(key_of(obj))
+
+            return page
+
         for ns in self.namespaces:
-            listed[BATCH_KIND] += await self.kube.list_custom(BATCH_PLURAL, ns)
-            listed[JOB_KIND] += await self.kube.list_custom(JOB_PLURAL, ns)
-            listed["Job"] += await self.kube.list_jobs(ns, JOB_SELECTOR)
+            await self.kube.list_custom(BATCH_PLURAL, ns, on_page=take(BATCH_KIND))
+            await self.kube.list_custom(JOB_PLURAL, ns, on_page=take(JOB_KIND))
+            await self.kube.list_jobs(ns, JOB_SELECTOR, on_page=take("Job"))
             if pods:
-                found_pods += await self.kube.list_pods(ns, JOB_SELECTOR)
-        for kind, objs in listed.items():
-            for obj in objs:
-                self.cache.put(kind, obj)
-            gone = self.cache.prune(kind, [key_of(o) for o in objs], started)
+                await self.kube.list_pods(ns, JOB_SELECTOR, on_page=take("Pod"))
+        for kind in (BATCH_KIND, JOB_KIND, "Job"):
+            gone = self.cache.prune(kind, listed[kind], started)
             if gone:
                 log.info("resync: %d %s objects were deleted unseen", len(gone), kind)
-        for pod in found_pods:
-            self.cache.put("Pod", pod)
         self.cache.prune_pods()
         self.enqueue_all()
 
