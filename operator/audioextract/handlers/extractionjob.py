@@ -104,6 +104,7 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
         # Adopted on 409 but not in the cache yet: the expectation keeps the slot until
         # the Job's watch event arrives (and wakes this ExtractionJob again).
         settled = False
+    before = (ej.get("status") or {}).get("phase")
     try:
         ej = await ctx.write_status(JOB_KIND, JOB_PLURAL, ej, plan.status)
     except Exception as exc:
@@ -111,6 +112,18 @@ async def reconcile_extraction_job(ctx: Context, ej: Obj) -> Result:
             ctx.cache.expected.pop(key, None)
             return Result()
         raise
+    if plan.status.phase is not None and plan.status.phase != before:
+        # One line per phase change: a Batch's children post no Events (write budget),
+        # so the log is where each child's progress shows.
+        error = plan.status.error
+        log.info(
+            "ExtractionJob %s/%s: %s%s",
+            meta["namespace"],
+            meta["name"],
+            plan.status.phase,
+            f" ({error.code}: {error.message})" if error is not None else "",
+            extra=logs.about(ej, JOB_KIND),
+        )
     if settled:
         ctx.cache.expected.pop(key, None)
     for ev in plan.events:
