@@ -37,6 +37,61 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# A Pod's conditions as (type, status, extra fields), as a kubelet reports them while its
+# one container runs and is ready, and once that container has exited 0.
+_Conditions = tuple[tuple[str, str, dict[str, str]], ...]
+_RUNNING_CONDITIONS: _Conditions = tuple(
+    (t, "True", {})
+    for t in (
+        "PodScheduled",
+        "Initialized",
+        "PodReadyToStartContainers",
+        "ContainersReady",
+        "Ready",
+    )
+)
+_SUCCEEDED_CONDITIONS: _Conditions = (
+    ("PodScheduled", "True", {}),
+    ("Initialized", "True", {}),
+    ("PodReadyToStartContainers", "False", {}),
+    ("ContainersReady", "False", {"reason": "PodCompleted"}),
+    ("Ready", "False", {"reason": "PodCompleted"}),
+)
+
+
+def _pod_status(
+    pod: Pod, now: str, phase: str, conditions: _Conditions, ready: bool, state: dict[str, Any]
+) -> dict[str, Any]:
+    """The status a kubelet reports for a Pod of one container in ``phase``.
+
+    ``ready`` is the container's ready and started flags, ``state`` its state (``running``
+    or ``terminated``); ``now`` stamps the start and the conditions' transitions.
+    """
+    meta, container = pod["metadata"], pod["spec"]["containers"][0]
+    return {
+        "phase": phase,
+        "startTime": now,
+        "hostIP": "127.0.0.1",
+        "podIP": "127.0.0.1",
+        "conditions": [
+            {"type": t, "status": s, "lastTransitionTime": now, **extra}
+            for t, s, extra in conditions
+        ],
+        "containerStatuses": [
+            {
+                "name": container["name"],
+                "image": container.get("image", ""),
+                "imageID": container.get("image", ""),
+                "containerID": f"instant://{meta['uid']}",
+                "ready": ready,
+                "started": ready,
+                "restartCount": 0,
+                "state": state,
+            }
+        ],
+    }
+
+
 def result_for(job_name: str) -> dict[str, Any]:
     """The worker's result for the Job ``job_name``: deterministic, valid, small."""
     return {
@@ -203,14 +258,29 @@ class InstantKubelet:
                     name, namespace, binding, _preload_content=False
                 )
             if self.run_until is not None:
+                now = _now()
+                running = _pod_status(
+                    pod, now, "Running", _RUNNING_CONDITIONS, True, {"running": {"startedAt": now}}
+                )
                 self.core.patch_namespaced_pod_status(
-                    name, namespace, {"status": self._running(pod)}, _preload_content=False
+                    name, namespace, {"status": running}, _preload_content=False
                 )
                 deadline = time.monotonic() + 60
                 while not self.run_until(pod) and time.monotonic() < deadline:
                     time.sleep(0.2)
+            now = _now()
+            terminated = {
+                "exitCode": 0,
+                "reason": "Completed",
+                "message": self.message(pod),
+                "startedAt": now,
+                "finishedAt": now,
+            }
+            succeeded = _pod_status(
+                pod, now, "Succeeded", _SUCCEEDED_CONDITIONS, False, {"terminated": terminated}
+            )
             self.core.patch_namespaced_pod_status(
-                name, namespace, {"status": self._succeeded(pod)}, _preload_content=False
+                name, namespace, {"status": succeeded}, _preload_content=False
             )
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile (its Job was cleaned up): fine
@@ -221,79 +291,3 @@ class InstantKubelet:
             return
         with self._lock:
             self.completed.add(name)
-
-    def _running(self, pod: Pod) -> dict[str, Any]:
-        """The status a kubelet reports for a Pod whose one container runs and is ready."""
-        now = _now()
-        meta, container = pod["metadata"], pod["spec"]["containers"][0]
-        conditions = [
-            {"type": t, "status": "True", "lastTransitionTime": now}
-            for t in (
-                "PodScheduled",
-                "Initialized",
-                "PodReadyToStartContainers",
-                "ContainersReady",
-                "Ready",
-            )
-        ]
-        return {
-            "phase": "Running",
-            "startTime": now,
-            "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1",
-            "conditions": conditions,
-            "containerStatuses": [
-                {
-                    "name": container["name"],
-                    "image": container.get("image", ""),
-                    "imageID": container.get("image", ""),
-                    "containerID": f"instant://{meta['uid']}",
-                    "ready": True,
-                    "started": True,
-                    "restartCount": 0,
-                    "state": {"running": {"startedAt": now}},
-                }
-            ],
-        }
-
-    def _succeeded(self, pod: Pod) -> dict[str, Any]:
-        """The status a kubelet reports for a Pod whose one container exited 0."""
-        now = _now()
-        meta, container = pod["metadata"], pod["spec"]["containers"][0]
-        conditions = [
-            {"type": t, "status": s, "lastTransitionTime": now, **extra}
-            for t, s, extra in (
-                ("PodScheduled", "True", {}),
-                ("Initialized", "True", {}),
-                ("PodReadyToStartContainers", "False", {}),
-                ("ContainersReady", "False", {"reason": "PodCompleted"}),
-                ("Ready", "False", {"reason": "PodCompleted"}),
-            )
-        ]
-        return {
-            "phase": "Succeeded",
-            "startTime": now,
-            "hostIP": "127.0.0.1",
-            "podIP": "127.0.0.1",
-            "conditions": conditions,
-            "containerStatuses": [
-                {
-                    "name": container["name"],
-                    "image": container.get("image", ""),
-                    "imageID": container.get("image", ""),
-                    "containerID": f"instant://{meta['uid']}",
-                    "ready": False,
-                    "started": False,
-                    "restartCount": 0,
-                    "state": {
-                        "terminated": {
-                            "exitCode": 0,
-                            "reason": "Completed",
-                            "message": self.message(pod),
-                            "startedAt": now,
-                            "finishedAt": now,
-                        }
-                    },
-                }
-            ],
-        }

@@ -120,10 +120,12 @@ def _read_stdout(
             on_progress(position, speed, line.endswith("end"))
 
 
-def ffprobe_json(
-    url: str, options: dict[str, Any], deadline: float
-) -> tuple[dict[str, Any] | None, str]:
-    """Ffprobe's JSON for a source or output; (None, stderr) when ffprobe fails."""
+def ffprobe_command(url: str, options: dict[str, Any]) -> list[str]:
+    """The ffprobe command line of every probe: ``url``'s format and streams as JSON.
+
+    ``options`` are input options (``-key value``, before ``-i``). Also what
+    bench/startup.py times, so that the bench measures the worker's real probe.
+    """
     args = [
         "ffprobe",
         "-v",
@@ -136,8 +138,14 @@ def ffprobe_json(
     ]
     for key, value in options.items():
         args += [f"-{key}", str(value)]
-    args += ["-i", url]
-    done = run(args, deadline, capture_stdout=True)
+    return [*args, "-i", url]
+
+
+def ffprobe_json(
+    url: str, options: dict[str, Any], deadline: float
+) -> tuple[dict[str, Any] | None, str]:
+    """Ffprobe's JSON for a source or output; (None, stderr) when ffprobe fails."""
+    done = run(ffprobe_command(url, options), deadline, capture_stdout=True)
     if done.returncode != 0:
         return None, done.stderr
     try:
