@@ -107,6 +107,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
             namespaces=namespaces,
             clusterwide=not namespaces,
             ready_flag=kopf_ready,
+            memories=registry.ForgetfulMemories(),
         )
     finally:
         await server.stop()

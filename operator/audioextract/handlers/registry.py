@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import kopf
+from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
 
 from audioextract.api.constants import (
     BATCH_KIND,
@@ -24,9 +25,12 @@ from audioextract.api.constants import (
     VERSION,
 )
 from audioextract.handlers.controller import Controller
+from audioextract.handlers.kube import PAGE_SIZE
 from audioextract.reconcile.names import LABEL_APP_MANAGED_BY, MANAGED_BY
 
 REGISTRY = kopf.OperatorRegistry()
+# How long kopf keeps an object's worker (and its last event) after handling it.
+IDLE_WORKER_SECONDS = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,31 @@ class NoDiffBase(kopf.DiffBaseStorage):
         """Store nothing."""
 
 
+class ForgetfulMemories(ResourceMemories):
+    """kopf's per-object memory, never kept past the event that needed it.
+
+    kopf remembers every object it has seen until its deletion: a memo, an error
+    throttler and the state of daemons, timers, indexes and resume handlers — ~3 KB per
+    object, ~35 MB for 10,000 finished ExtractionJobs and their Jobs and Pods. The
+    operator uses none of these (its event handlers only feed the cache and never
+    raise), so each memory lives for one event only (kopf's "ephemeral" memories).
+    kopf does not export the class; ``kopf.operator`` takes an instance (``memories=``).
+    """
+
+    async def recall(
+        self,
+        raw_body: kopf.RawBody,
+        *,
+        memobase: Any = None,
+        noticed_by_listing: bool = False,
+        ephemeral: bool = False,
+    ) -> ResourceMemory:
+        """A fresh memory for this event, not stored."""
+        return await super().recall(
+            raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing, ephemeral=True
+        )
+
+
 @kopf.on.startup(registry=REGISTRY)
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Operator-wide kopf settings."""
@@ -89,6 +118,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # is refused and kopf would back off for about a minute before its watches start.
     settings.scanning.disabled = True
     settings.persistence.diffbase_storage = NoDiffBase()
+    # kopf lists each kind before watching it; unpaginated, the list of 10,000
+    # ExtractionJobs (managedFields included) is ~50 MB of JSON parsed at once, and the
+    # memory of that moment stays with the process. In pages, as the controller's own list.
+    settings.watching.chunk_size = PAGE_SIZE
+    # kopf's per-object worker keeps the last event (the whole body, managedFields
+    # included) while it waits for the next one, 5 s by default: at start, thousands of
+    # bodies at once. The handlers are quick; a worker need not outlive its event.
+    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
 
 
 # Every hook is a coroutine: kopf runs synchronous handlers in a thread pool, and the
