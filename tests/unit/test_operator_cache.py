@@ -168,3 +168,62 @@ def test_a_batch_keeps_its_stored_size_without_status_for_the_status_budget():
     )
     cache.remove("Batch", ("ns", "b"))
     assert cache.batch_bytes == {}
+
+
+def test_extraction_jobs_are_kept_packed_and_read_back_whole():
+    cache = Cache()
+    result = {"uri": "s3://out/b-a.mp3", "sizeBytes": 5, "sha256": "ab" * 32}
+    obj = child("b-a", rv="3", phase="Succeeded", jobName="b-a-1", result=result)
+    obj["spec"]["source"]["url"] = "https://example.test/vidéo.mp4"  # non-ASCII survives
+    stored = cache.put("ExtractionJob", obj)
+    assert stored is not None
+    raw = cache.extraction_jobs._packed[("ns", "b-a")]
+    assert isinstance(raw, bytes) and len(raw) < len(json.dumps(stored))
+    first = cache.extraction_jobs[("ns", "b-a")]
+    assert first == stored
+    # Every read is a copy: changing it does not change the cache.
+    first["status"]["phase"] = "Failed"
+    assert cache.extraction_jobs[("ns", "b-a")]["status"]["phase"] == "Succeeded"
+    assert list(cache.extraction_job_phases()) == ["Succeeded"]
+    assert cache.holds_extraction_job(obj)
+    assert not cache.holds_extraction_job(child("b-a", rv="4"))
+    cache.remove("ExtractionJob", ("ns", "b-a"))
+    assert len(cache.extraction_jobs) == 0 and cache.ej_index == {}
+    assert cache.children_by_owner == {}
+
+
+def test_admission_limits_come_only_from_batches_with_open_children():
+    cache = Cache()
+    done = cached(batch("done"), uid="uid-done")
+    busy = cached(batch("busy"), uid="uid-busy")
+    cache.put("Batch", done)
+    cache.put("Batch", busy)
+    finished = child("done-a", phase="Succeeded")
+    finished["metadata"]["ownerReferences"] = [owner_ref("Batch", "done", "uid-done")]
+    running = child("busy-a", phase="Running", jobName="busy-a-1")
+    running["metadata"]["ownerReferences"] = [owner_ref("Batch", "busy", "uid-busy")]
+    cache.put("ExtractionJob", finished)
+    cache.put("ExtractionJob", running)
+    assert set(cache.batch_limits(1000)) == {"ns/busy"}
+    cache.forget_parsed_specs()
+    assert cache._specs == {}
+    assert set(cache.batch_limits(1000)) == {"ns/busy"}  # parsed again when needed
+
+
+def test_a_replayed_version_does_not_wake_its_batch_again():
+    from audioextract.handlers.controller import Controller
+    from audioextract.settings import Settings
+
+    c = Controller(object(), Settings(), ["ns"])  # type: ignore[arg-type]
+    done = child("b-a", rv="5", phase="Succeeded")
+    c.event("ExtractionJob", "ADDED", done)
+    assert list(c.batches._queue) == [("ns", "b")]  # its last open child: at once
+    c.batches._queue.clear()
+    c.batches._dirty.clear()
+    # kopf's own list replays the version the controller's list already brought.
+    c.event("ExtractionJob", "ADDED", child("b-a", rv="5", phase="Succeeded"))
+    assert not c.batches._queue and not c.batches._due
+    assert list(c.extraction_jobs._queue) == [("ns", "b-a")]
+    # A new version wakes it as before.
+    c.event("ExtractionJob", "MODIFIED", child("b-a", rv="6", phase="Succeeded"))
+    assert list(c.batches._queue) == [("ns", "b")]

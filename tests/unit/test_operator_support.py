@@ -2,6 +2,8 @@ import ast
 import asyncio
 import contextlib
 import itertools
+import json
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from audioextract.handlers.lease import LeaderElector
+from audioextract.handlers.queue import Backoff, WorkQueue
 from audioextract.settings import Settings
+from tests.support.builders import cached, extraction_job
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "audioextract"
 FORBIDDEN = ("kopf", "kubernetes", "aiohttp")
@@ -240,3 +244,48 @@ def test_status_writes_do_not_wait_behind_a_fan_outs_creates() -> None:
     started_before, after_status = asyncio.run(scenario())
     assert started_before == ["create"] * 3  # 4 write slots, 3 of them for creates
     assert after_status == ["create"] * 3 + ["status"]
+
+
+def test_the_queue_says_when_it_went_quiet() -> None:
+    async def scenario() -> None:
+        queue: WorkQueue[str] = WorkQueue("quiet", Backoff(0.5, 60))
+        before = queue.quiet_since()
+        assert before is not None
+        queue.add("a")
+        assert queue.quiet_since() is None  # waiting
+        key = await queue.get()
+        assert queue.quiet_since() is None  # running
+        queue.done(key)
+        after = queue.quiet_since()
+        assert after is not None and after >= before
+        queue.add_after("b", 60)  # a key due much later does not keep it busy
+        assert queue.quiet_since() == after
+
+    asyncio.run(scenario())
+
+
+def test_statuses_are_memoised_by_content() -> None:
+    from audioextract.reconcile.extractionjob import forget_parsed_statuses, read_status
+
+    forget_parsed_statuses()
+    running = cached(extraction_job("a"), uid="u", rv="1")
+    running["status"] = {"phase": "Running", "jobName": "a-1"}
+    failed = cached(extraction_job("a"), uid="u", rv="1")  # same uid and version ...
+    failed["status"] = {"phase": "Failed", "attempts": 2}  # ... other content
+    assert read_status(running).phase == "Running"
+    assert read_status(failed).phase == "Failed"
+    first = read_status(running)
+    again = json.loads(json.dumps(running))  # a fresh copy, as the packed cache returns
+    assert read_status(again) is first
+    forget_parsed_statuses()
+    assert read_status(again) is not first and read_status(again) == first
+
+
+def test_idle_release_empties_the_memos() -> None:
+    from audioextract.handlers import memory
+
+    calls: list[str] = []
+    memory.release(lambda: calls.append("statuses"), lambda: calls.append("specs"))
+    assert calls == ["statuses", "specs"]
+    # On glibc the heap is trimmed too; elsewhere release still drops the memos.
+    assert memory._TRIM is not None or not sys.platform.startswith("linux")

@@ -20,6 +20,7 @@ from typing import Any
 
 from audioextract import metrics
 from audioextract.api.constants import BATCH_KIND, BATCH_PLURAL, JOB_KIND, JOB_PLURAL
+from audioextract.handlers import memory
 from audioextract.handlers.batch import reconcile_batch
 from audioextract.handlers.cache import Cache, Key, key_of
 from audioextract.handlers.context import Context
@@ -31,7 +32,7 @@ from audioextract.handlers.notify import Notifier
 from audioextract.handlers.queue import Backoff, Result, WorkQueue, run_together, run_workers
 from audioextract.reconcile.admission import plan_admission
 from audioextract.reconcile.conditions import now_rfc3339
-from audioextract.reconcile.extractionjob import controller_owner
+from audioextract.reconcile.extractionjob import controller_owner, forget_parsed_statuses
 from audioextract.reconcile.names import LABEL_APP_MANAGED_BY, MANAGED_BY
 from audioextract.settings import Settings
 from audioextract.webhooks.events import Owner
@@ -46,6 +47,9 @@ RETRY_MAX_SECONDS = 60.0
 EXPECTATION_SECONDS = 60.0
 # Admission decisions coalesce the events of this short window.
 ADMISSION_DEBOUNCE_SECONDS = 0.05
+# Quiet this long after a burst (no event, nothing queued or running), the controller
+# empties its memos and returns free memory to the system (handlers/memory.py).
+IDLE_RELEASE_SECONDS = 10.0
 
 
 class Controller:
@@ -76,6 +80,7 @@ class Controller:
         self.leadership = asyncio.Event()
         self._admission = asyncio.Event()
         self._synced = False
+        self._active_at = time.monotonic()
         self.worker = settings.worker_config()
 
     # -- leadership -----------------------------------------------------------------
@@ -96,6 +101,11 @@ class Controller:
     def event(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
         """A watched (or kopf-listed) object: update the cache, wake its keys."""
         key = key_of(body)
+        self._active_at = time.monotonic()
+        # kopf's own list at start (and its re-lists) replays versions the cache holds:
+        # their Batch's rollup cannot change, and 10,000 of them would otherwise keep
+        # every Batch rolling up until the replay ends.
+        replay = kind == JOB_KIND and self.cache.holds_extraction_job(body)
         if event_type == "DELETED":
             self.cache.remove(kind, key)
         else:
@@ -106,7 +116,8 @@ class Controller:
             self.batches.add(key)
         elif kind == JOB_KIND:
             self.extraction_jobs.add(key)
-            self._wake_batch_of(body, delay=self.settings.status_coalesce_seconds)
+            if not replay or event_type == "DELETED":
+                self._wake_batch_of(body, delay=self.settings.status_coalesce_seconds)
         else:
             owner = controller_owner(body, JOB_KIND)
             if owner is not None:
@@ -167,7 +178,7 @@ class Controller:
             metrics.phase_counts((), ())
             return
         metrics.phase_counts(
-            ((ej.get("status") or {}).get("phase") for ej in self.cache.extraction_jobs.values()),
+            self.cache.extraction_job_phases(),
             ((b.get("status") or {}).get("phase") for b in self.cache.batches.values()),
         )
 
@@ -285,6 +296,26 @@ class Controller:
             except Exception as exc:
                 log.warning("resync failed (the watches still feed the cache): %s", exc)
 
+    def quiet_since(self) -> float | None:
+        """When the last event came or reconcile ended (monotonic); None while keys wait or run."""
+        since = [queue.quiet_since() for queue in (self.batches, self.extraction_jobs)]
+        if None in since:
+            return None
+        return max(self._active_at, *(s for s in since if s is not None))
+
+    async def _release_loop(self) -> None:
+        released: float | None = None
+        while True:
+            await asyncio.sleep(IDLE_RELEASE_SECONDS / 2)
+            quiet = self.quiet_since()
+            if quiet is None or quiet == released:
+                continue
+            if time.monotonic() - quiet >= IDLE_RELEASE_SECONDS:
+                released = quiet
+                memory.release(
+                    forget_parsed_statuses, self.cache.forget_parsed_specs, self.cache.compact
+                )
+
     async def run(self) -> None:
         """The first full list, then workers, admission and the resync timer, until cancelled."""
         await self.initial_sync()
@@ -307,5 +338,6 @@ class Controller:
                 ),
                 self._admission_loop(),
                 self._resync_loop(),
+                self._release_loop(),
             ]
         )

@@ -68,6 +68,7 @@ class WorkQueue[K: Hashable]:
         self._seq = itertools.count()
         self._ready = asyncio.Event()
         self._timer_wake = asyncio.Event()
+        self._last_active = time.monotonic()
 
     def __len__(self) -> int:
         """Keys waiting for a worker (not those being processed or delayed)."""
@@ -78,6 +79,7 @@ class WorkQueue[K: Hashable]:
         if key in self._dirty:
             return
         metrics.WORKQUEUE_ADDS_TOTAL.labels(self.name).inc()
+        self._last_active = time.monotonic()
         self._dirty.add(key)
         self._added_at.setdefault(key, time.monotonic())
         if key in self._processing:
@@ -128,6 +130,7 @@ class WorkQueue[K: Hashable]:
     def done(self, key: K) -> None:
         """The worker finished ``key``; if it was added meanwhile, it goes back in line."""
         self._processing.discard(key)
+        self._last_active = time.monotonic()
         started = self._started.pop(key, None)
         if started is not None:
             metrics.WORKQUEUE_WORK_DURATION_SECONDS.labels(self.name).observe(
@@ -137,6 +140,15 @@ class WorkQueue[K: Hashable]:
             self._queue.append(key)
             metrics.WORKQUEUE_DEPTH.labels(self.name).set(len(self._queue))
             self._notify()
+
+    def quiet_since(self) -> float | None:
+        """When a key was last added or finished (monotonic), or None while keys wait or run.
+
+        Keys delayed for later (``add_after``) do not count: they may be minutes away.
+        """
+        if self._queue or self._processing:
+            return None
+        return self._last_active
 
     def longest_running(self) -> float:
         """Seconds the longest-running worker has been on its key."""
