@@ -227,3 +227,57 @@ def test_a_replayed_version_does_not_wake_its_batch_again():
     # A new version wakes it as before.
     c.event("ExtractionJob", "MODIFIED", child("b-a", rv="6", phase="Succeeded"))
     assert list(c.batches._queue) == [("ns", "b")]
+
+
+def test_compaction_keeps_every_entry_equal():
+    cache = Cache()
+    b = cached(batch("b"), uid="uid-b")
+    cache.put("Batch", b)
+    a = cache.put("ExtractionJob", child("b-a", rv="3", phase="Running", jobName="b-a-1"))
+    cache.put("ExtractionJob", child("b-b", rv="4", phase="Failed"))
+    assert a is not None
+    cache.put("Job", worker_job("b-a-1", a, active=1))
+    pod = terminated_pod("{}")
+    pod["metadata"].update(
+        {"name": "b-a-1-x", "namespace": "ns", "labels": {"batch.kubernetes.io/job-name": "b-a-1"}}
+    )
+    cache.put("Pod", pod)
+    stores = ("batches", "extraction_jobs", "jobs", "pods")
+    indexes = ("ej_index", "children_by_owner", "failed_by_owner", "jobs_by_owner",
+               "unfinished_owners", "pods_by_job", "touched", "batch_bytes")  # fmt: skip
+    before = {name: dict(getattr(cache, name)) for name in stores + indexes}
+    old_batch = cache.batches[("ns", "b")]
+    cache.compact()
+    assert {name: dict(getattr(cache, name)) for name in stores + indexes} == before
+    assert cache.batches[("ns", "b")] is not old_batch  # new objects, equal content
+    assert set(cache.children(cache.batches[("ns", "b")])) == {"b-a", "b-b"}
+    assert cache.has_open_children("ns", "uid-b")
+
+
+def test_the_controller_releases_memory_once_per_quiet_spell(monkeypatch):
+    import asyncio
+
+    from audioextract.handlers import controller as controller_module
+    from audioextract.handlers.controller import Controller
+    from audioextract.settings import Settings
+
+    releases: list[int] = []
+    monkeypatch.setattr(controller_module, "IDLE_RELEASE_SECONDS", 0.1)
+    monkeypatch.setattr(controller_module.memory, "release", lambda *f: releases.append(len(f)))
+
+    async def scenario() -> None:
+        c = Controller(object(), Settings(), ["ns"])  # type: ignore[arg-type]
+        task = asyncio.create_task(c._release_loop())
+        await asyncio.sleep(0.5)
+        assert releases == [3]  # once, not again while nothing happens
+        c.event("ExtractionJob", "ADDED", child("b-a"))  # queues a key: not quiet
+        await asyncio.sleep(0.4)
+        assert releases == [3]
+        key = await c.extraction_jobs.get()
+        c.extraction_jobs.done(key)
+        c.batches._due.clear()
+        await asyncio.sleep(0.5)
+        assert releases == [3, 3]  # quiet again after that work
+        task.cancel()
+
+    asyncio.run(scenario())
