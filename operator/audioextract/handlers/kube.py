@@ -149,8 +149,10 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         response = self.api.call_api(*request, _request_timeout=_request_timeout)
+        # Always read the body, even when the caller ignores it: an unread response
+        # keeps its connection out of the pool, and every next call pays a TLS handshake.
+        response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status <= 299:
-            response.read()  # type: ignore[no-untyped-call]
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return response.response
 
