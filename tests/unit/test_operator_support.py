@@ -289,3 +289,63 @@ def test_idle_release_empties_the_memos() -> None:
     assert calls == ["statuses", "specs"]
     # On glibc the heap is trimmed too; elsewhere release still drops the memos.
     assert memory._TRIM is not None or not sys.platform.startswith("linux")
+
+
+def test_calls_by_path_reuse_one_connection_and_raise_api_errors() -> None:
+    """A real HTTP server on 127.0.0.1: ignored answers are read, so the connection is reused."""
+    import http.server
+
+    from kubernetes import client
+
+    from audioextract.handlers.kube import Kube
+
+    peers: list[tuple[str, int]] = []
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            peers.append(self.client_address)
+            paths.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status = 409 if "secrets" in self.path else 201
+            body = json.dumps({"kind": "Status", "code": status}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
+        kube = Kube(api_client=client.ApiClient(config), max_writes=1)
+
+        async def scenario() -> None:
+            for n in range(3):
+                await kube.create_event("ns", {"metadata": {"name": f"e{n}"}})
+            with pytest.raises(ApiException) as refused:
+                await kube.create_secret({"metadata": {"name": "s", "namespace": "ns"}})
+            assert refused.value.status == 409
+
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert paths == ["/api/v1/namespaces/ns/events"] * 3 + ["/api/v1/namespaces/ns/secrets"]
+    assert len(set(peers)) == 1  # one connection for all four calls
+
+
+def test_kopf_keeps_no_memory_of_the_objects_it_saw() -> None:
+    from audioextract.handlers.registry import ForgetfulMemories
+
+    memories = ForgetfulMemories()
+    body = {"metadata": {"uid": "u1", "name": "a", "namespace": "ns"}}
+    first = asyncio.run(memories.recall(body))  # type: ignore[arg-type]
+    again = asyncio.run(memories.recall(body))  # type: ignore[arg-type]
+    assert first is not again and not memories._items

@@ -491,13 +491,13 @@ class Cache:
     def compact(self) -> None:
         """Re-create the long-lived entries, densely, after a burst of work.
 
-        CPython's small-object allocator returns a 1 MiB arena to the system only when
-        nothing in it is alive. Entries made during a burst (the start-up list of
-        10,000 objects) lie scattered among the burst's garbage, so that a few live
-        objects keep hundreds of mostly empty arenas: measured, 80 MB live in 220 MB
-        of arenas. New copies go to the fullest arenas (the allocator prefers them), the
-        old ones die with their arenas, and equal strings become one. Equal keys and
-        values replace equal ones, so nothing a reader sees changes.
+        Entries made during a burst (the start-up list of 10,000 objects) hold their own
+        copy of every repeated string and lie scattered among the burst's garbage. The
+        copies made here share equal strings and fill the holes of partly used pools:
+        measured with 10,000 finished ExtractionJobs, 80 → 72 MB live and 88 → 36 MB of
+        free blocks in used pools. Whole arenas are seldom freed by it (223 → 214: the
+        allocator fills existing pools first). Equal keys and values replace equal ones,
+        so nothing a reader sees changes.
         """
         strings: dict[str, str] = {}
 
