@@ -192,6 +192,25 @@ def test_extraction_jobs_are_kept_packed_and_read_back_whole():
     assert cache.children_by_owner == {}
 
 
+def test_batches_are_kept_packed_with_their_version_and_phase_beside():
+    cache = Cache()
+    b = cached(batch("b"), uid="uid-b", rv="7")
+    b["status"] = {"phase": "Running", "jobs": [{"name": f"j{i}"} for i in range(200)]}
+    stored = cache.put("Batch", b)
+    assert stored is not None and cache.batches[("ns", "b")] == stored
+    raw = cache.batches._packed[("ns", "b")]
+    assert isinstance(raw, bytes) and len(raw) < len(json.dumps(stored)) // 4
+    assert list(cache.batch_phases()) == ["Running"]
+    version = cache.batch_version(("ns", "b"))
+    assert version is not None and (version.uid, version.resource_version) == ("uid-b", "7")
+    older = cached(batch("b"), uid="uid-b", rv="6")
+    older["status"] = {"phase": "Queued"}
+    assert cache.put("Batch", older) is None  # a late event does not undo a newer write
+    assert list(cache.batch_phases()) == ["Running"]
+    cache.remove("Batch", ("ns", "b"))
+    assert len(cache.batches) == 0 and cache.batch_version(("ns", "b")) is None
+
+
 def test_admission_limits_come_only_from_batches_with_open_children():
     cache = Cache()
     done = cached(batch("done"), uid="uid-done")
@@ -243,13 +262,13 @@ def test_compaction_keeps_every_entry_equal():
     )
     cache.put("Pod", pod)
     stores = ("batches", "extraction_jobs", "jobs", "pods")
-    indexes = ("ej_index", "children_by_owner", "failed_by_owner", "jobs_by_owner",
+    indexes = ("ej_index", "batch_index", "children_by_owner", "failed_by_owner", "jobs_by_owner",
                "unfinished_owners", "pods_by_job", "touched", "batch_bytes")  # fmt: skip
     before = {name: dict(getattr(cache, name)) for name in stores + indexes}
-    old_batch = cache.batches[("ns", "b")]
+    old_index = cache.ej_index[("ns", "b-a")]
     cache.compact()
     assert {name: dict(getattr(cache, name)) for name in stores + indexes} == before
-    assert cache.batches[("ns", "b")] is not old_batch  # new objects, equal content
+    assert cache.ej_index[("ns", "b-a")] is not old_index  # new objects, equal content
     assert set(cache.children(cache.batches[("ns", "b")])) == {"b-a", "b-b"}
     assert cache.has_open_children("ns", "uid-b")
 

@@ -9,9 +9,10 @@ only from here, never by listing. Each object is kept as a small projection (no
 the operator's own writes go in at once (write-through), so the next reconcile of
 the same object never starts from a version older than its own last write.
 
-ExtractionJobs, Jobs and Pods, by far the most numerous objects, are kept packed
-(:class:`PackedStore`): an idle operator with 10,000 finished ExtractionJobs would
-otherwise hold ~95 MB of parsed JSON for them alone.
+Every object is kept packed (:class:`PackedStore`), with a small index beside it for
+the lookups that must not decode: an idle operator with 10,000 finished ExtractionJobs
+would otherwise hold ~95 MB of parsed JSON for them alone, and each finished 1,000-job
+Batch (its status lists every job's result) ~1.3 MB.
 
 Nothing here is the only copy of anything that matters: it is rebuilt from the API
 server on every start.
@@ -155,11 +156,11 @@ def newer_or_same(new: Mapping[str, Any], old: Mapping[str, Any] | Version | Non
 
 
 class _Indexed(NamedTuple):
-    """What the cache keeps beside a packed ExtractionJob, so that no lookup decodes it."""
+    """What the cache keeps beside a packed object, so that no lookup decodes it."""
 
     version: Version
     phase: str | None
-    owner_uid: str | None  # its Batch's
+    owner_uid: str | None  # an ExtractionJob's Batch's (None for a Batch)
 
 
 def slot_view(ej: Obj) -> SlotView:
@@ -254,7 +255,9 @@ def _fresh(value: Any, strings: dict[str, str]) -> Any:
 class Cache:
     """Batches, ExtractionJobs and Jobs by (namespace, name), with the lookups reconciles use."""
 
-    batches: dict[Key, Obj] = field(default_factory=dict)
+    batches: PackedStore = field(default_factory=PackedStore)
+    # Batch -> its version and phase (the status-conflict wait and the phase gauges).
+    batch_index: dict[Key, _Indexed] = field(default_factory=dict)
     extraction_jobs: PackedStore = field(default_factory=PackedStore)
     # ExtractionJob -> its version, phase and Batch (lookups without decoding it).
     ej_index: dict[Key, _Indexed] = field(default_factory=dict)
@@ -315,9 +318,11 @@ class Cache:
                     )
         elif kind == BATCH_KIND:
             new = project_custom(obj)
-            if not newer_or_same(new, self.batches.get(key)):
+            held = self.batch_index.get(key)
+            if not newer_or_same(new, held.version if held is not None else None):
                 return None
             self.batches[key] = new
+            self.batch_index[key] = _Indexed(version_of(new), new["status"].get("phase"), None)
             self.batch_bytes[key] = bytes_without_status(obj)
         else:
             new = project_custom(obj)
@@ -360,6 +365,7 @@ class Cache:
             self.deleted_jobs.pop(key, None)
         elif kind == BATCH_KIND:
             self.batches.pop(key, None)
+            self.batch_index.pop(key, None)
             self.batch_bytes.pop(key, None)
         else:
             self._drop_ej(key)
@@ -447,6 +453,15 @@ class Cache:
         """Every cached ExtractionJob's phase (None: not recorded yet)."""
         return (held.phase for held in self.ej_index.values())
 
+    def batch_phases(self) -> Iterator[str | None]:
+        """Every cached Batch's phase (None: not recorded yet)."""
+        return (held.phase for held in self.batch_index.values())
+
+    def batch_version(self, key: Key) -> Version | None:
+        """The version of the Batch the cache holds, without decoding it."""
+        held = self.batch_index.get(key)
+        return held.version if held is not None else None
+
     def owned_jobs(self, ej: Obj) -> list[Obj]:
         """The Jobs an ExtractionJob owns (controller reference, by uid)."""
         ns = ej["metadata"].get("namespace") or ""
@@ -505,7 +520,7 @@ class Cache:
             copied: T = _fresh(value, strings)
             return copied
 
-        self.batches = fresh(self.batches)
+        self.batch_index = fresh(self.batch_index)
         self.pods_by_job = fresh(self.pods_by_job)
         self.jobs_by_owner = fresh(self.jobs_by_owner)
         self.children_by_owner = fresh(self.children_by_owner)
@@ -515,7 +530,7 @@ class Cache:
         self.touched = fresh(self.touched)
         self.deleted_jobs = fresh(self.deleted_jobs)
         self.batch_bytes = fresh(self.batch_bytes)
-        for store in (self.extraction_jobs, self.jobs, self.pods):
+        for store in (self.batches, self.extraction_jobs, self.jobs, self.pods):
             store.rekey(fresh)
 
     def forget_parsed_specs(self) -> None:
@@ -528,8 +543,11 @@ class Cache:
         # Only Batches with an open child can limit a decision; a finished Batch's
         # 1,000-job spec need not be parsed again after an idle operator forgot it.
         wanted = {view.batch for view in self.open_views.values() if view.batch}
-        for (ns, name), batch in self.batches.items():
-            if f"{ns}/{name}" not in wanted or batch["metadata"].get("deletionTimestamp"):
+        for ns, name in self.batches:
+            if f"{ns}/{name}" not in wanted:
+                continue
+            batch = self.batches[(ns, name)]
+            if batch["metadata"].get("deletionTimestamp"):
                 continue
             spec = self.batch_spec(batch, max_jobs)
             if isinstance(spec, str):

@@ -179,7 +179,7 @@ class Controller:
             return
         metrics.phase_counts(
             self.cache.extraction_job_phases(),
-            ((b.get("status") or {}).get("phase") for b in self.cache.batches.values()),
+            self.cache.batch_phases(),
         )
 
     # -- admission ------------------------------------------------------------------
