@@ -211,6 +211,28 @@ def test_batches_are_kept_packed_with_their_version_and_phase_beside():
     assert len(cache.batches) == 0 and cache.batch_version(("ns", "b")) is None
 
 
+def test_a_running_batchs_children_stay_decoded_until_one_changes():
+    cache = Cache()
+    b = cached(batch("b"), uid="uid-b")
+    cache.put("Batch", b)
+    cache.put("ExtractionJob", child("b-a", rv="3", phase="Running", jobName="b-a-1"))
+    cache.put("ExtractionJob", child("b-b", rv="4", phase="Succeeded"))
+    first = cache.children(b)
+    again = cache.children(b)
+    assert again["b-a"] is first["b-a"] and again["b-b"] is first["b-b"]  # not decoded again
+    cache.put("ExtractionJob", child("b-a", rv="5", phase="Succeeded"))
+    after = cache.children(b)
+    assert after["b-a"]["status"]["phase"] == "Succeeded"  # the stored version, decoded anew
+    assert after["b-b"] is first["b-b"]
+    cache.forget_decoded()
+    assert cache.children(b)["b-b"] is not first["b-b"]
+    # Every child is finished now: nothing is kept decoded for a Batch at rest.
+    assert cache._decoded == {}
+    assert cache.children(b) == after
+    cache.remove("ExtractionJob", ("ns", "b-b"))
+    assert set(cache.children(b)) == {"b-a"}
+
+
 def test_admission_limits_come_only_from_batches_with_open_children():
     cache = Cache()
     done = cached(batch("done"), uid="uid-done")
@@ -288,15 +310,15 @@ def test_the_controller_releases_memory_once_per_quiet_spell(monkeypatch):
         c = Controller(object(), Settings(), ["ns"])  # type: ignore[arg-type]
         task = asyncio.create_task(c._release_loop())
         await asyncio.sleep(0.5)
-        assert releases == [3]  # once, not again while nothing happens
+        assert releases == [4]  # once, not again while nothing happens
         c.event("ExtractionJob", "ADDED", child("b-a"))  # queues a key: not quiet
         await asyncio.sleep(0.4)
-        assert releases == [3]
+        assert releases == [4]
         key = await c.extraction_jobs.get()
         c.extraction_jobs.done(key)
         c.batches._due.clear()
         await asyncio.sleep(0.5)
-        assert releases == [3, 3]  # quiet again after that work
+        assert releases == [4, 4]  # quiet again after that work
         task.cancel()
 
     asyncio.run(scenario())

@@ -313,7 +313,10 @@ class Controller:
             if time.monotonic() - quiet >= IDLE_RELEASE_SECONDS:
                 released = quiet
                 memory.release(
-                    forget_parsed_statuses, self.cache.forget_parsed_specs, self.cache.compact
+                    forget_parsed_statuses,
+                    self.cache.forget_parsed_specs,
+                    self.cache.forget_decoded,
+                    self.cache.compact,
                 )
 
     async def run(self) -> None:

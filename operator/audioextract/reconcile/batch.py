@@ -173,7 +173,8 @@ def plan_batch(snap: BatchSnapshot, *, previous: BatchStatus | None = None) -> B
     batch = snap.batch
     meta = batch["metadata"]
     generation = meta.get("generation")
-    status = previous or read_batch_status(batch)
+    observed = read_batch_status(batch)  # 1,000 entries: read once
+    status = previous or observed
     ref = BatchRef(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     rows = _children(batch, spec, snap.children)
     # Manifests only for the missing: resolving 1,000 specs on every rollup would cost.
@@ -264,7 +265,7 @@ def plan_batch(snap: BatchSnapshot, *, previous: BatchStatus | None = None) -> B
     )
 
     post = list(pre_events)
-    old_phase = read_batch_status(batch).phase
+    old_phase = observed.phase
     if new.phase != old_phase:
         kind = events.WARNING if new.phase in ("Failed", "PartiallySucceeded") else events.NORMAL
         post.append(
