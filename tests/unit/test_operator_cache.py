@@ -55,6 +55,23 @@ def test_an_older_version_never_replaces_a_newer_one():
     assert ("ns", "b-a") not in cache.open_views
 
 
+def test_a_version_already_held_is_not_packed_again():
+    cache = Cache()
+    cache.put("ExtractionJob", child("b-a", rv="10", phase="Running", jobName="b-a-1"))
+    packed = cache.extraction_jobs.packed(("ns", "b-a"))
+    replay = child("b-a", rv="10", phase="Running", jobName="b-a-1")
+    assert cache.put("ExtractionJob", replay) is not None  # taken, as the version it is
+    assert cache.extraction_jobs.packed(("ns", "b-a")) is packed
+    b = cached(batch("b"), uid="uid-b", rv="7")
+    cache.put("Batch", b)
+    packed = cache.batches.packed(("ns", "b"))
+    cache.put("Batch", b)
+    assert cache.batches.packed(("ns", "b")) is packed
+    newer = cached(batch("b"), uid="uid-b", rv="8")
+    cache.put("Batch", newer)
+    assert cache.batches.packed(("ns", "b")) is not packed
+
+
 def test_a_job_the_operator_deleted_is_not_brought_back_by_a_late_event():
     cache = Cache()
     owner = child("b-a")

@@ -155,6 +155,17 @@ def newer_or_same(new: Mapping[str, Any], old: Mapping[str, Any] | Version | Non
     return a is None or b is None or a >= b
 
 
+def _already(held: "_Indexed | None", new: Mapping[str, Any]) -> bool:
+    """Whether the cache holds exactly this version of the object.
+
+    A resourceVersion names one content: the watch event of the operator's own write,
+    or kopf's list at start replaying the controller's, need not be packed again.
+    """
+    if held is None or held.version.resource_version is None:
+        return False
+    return held.version == version_of(new)
+
+
 class _Indexed(NamedTuple):
     """What the cache keeps beside a packed object, so that no lookup decodes it."""
 
@@ -334,6 +345,9 @@ class Cache:
             held = self.batch_index.get(key)
             if not newer_or_same(new, held.version if held is not None else None):
                 return None
+            if _already(held, new):
+                self.touched[(kind, key)] = time.monotonic()
+                return new
             self.batches[key] = new
             self.batch_index[key] = _Indexed(version_of(new), new["status"].get("phase"), None)
             self.batch_bytes[key] = bytes_without_status(obj)
@@ -342,6 +356,9 @@ class Cache:
             held = self.ej_index.get(key)
             if not newer_or_same(new, held.version if held is not None else None):
                 return None
+            if _already(held, new):
+                self.touched[(kind, key)] = time.monotonic()
+                return new
             self._drop_ej(key)
             self.extraction_jobs[key] = new
             owner = controller_owner(new, BATCH_KIND)
