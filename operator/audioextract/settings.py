@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         "Batches get a quarter as many.",
     )
     max_concurrent_writes: int = Field(
-        default=16,
+        default=20,
         ge=1,
         description="Most API writes (creates, status patches, deletes, Events) in flight at once.",
     )

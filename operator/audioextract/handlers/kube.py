@@ -55,7 +55,7 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
-DEFAULT_MAX_WRITES = 16
+DEFAULT_MAX_WRITES = 20
 # Items per page of the safety-net resync's lists.
 PAGE_SIZE = 500
 JOBS_PATH = "/apis/batch/v1/namespaces/{namespace}/jobs"
@@ -98,7 +98,8 @@ class Kube:
             max_workers=max_writes + 4, thread_name_prefix="kube-api"
         )
         self._writes = asyncio.Semaphore(max_writes)
-        self._creates = asyncio.Semaphore(max(1, max_writes - max(1, max_writes // 4)))
+        # Four fifths for creates (16 of the default 20), the rest kept for status writes.
+        self._creates = asyncio.Semaphore(max(1, max_writes - max(1, max_writes // 5)))
         self._paused_until = 0.0
         # Our kinds, Jobs, Pods, Secrets and Events go through `_request`, not the
         # client's generated API classes: BatchV1Api and CoreV1Api (hundreds of validated
