@@ -16,7 +16,7 @@ OPERATOR_IMAGE ?= audio-extract-operator:$(VERSION)
 IMAGE_ARGS = --build-arg VERSION=$(VERSION) \
   --build-arg REVISION=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-local bench-startup bench-aac bench-failover bench-operator demo e2e images test-images
+.PHONY: venv test lint fmt crds crds-check deploy clean bench-worker bench-local bench-startup bench-aac bench-failover bench-operator bench-status-write demo e2e images test-images
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -100,3 +100,7 @@ bench-failover: venv
 # BENCH_ARGS=--quick for a run of a minute or two (50 jobs, 500 finished objects).
 bench-operator: venv
 	$(BIN)/python -m bench.operator $(BENCH_ARGS)
+
+# One status write of a 1,000-job Batch at the API server, with and without the spec's CEL rules.
+bench-status-write: venv
+	$(BIN)/python -m bench.status_write $(BENCH_ARGS)
